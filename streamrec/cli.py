@@ -1,0 +1,68 @@
+"""``streamrec`` — the one command line of the project; each subcommand lives in a ``cmd_*`` module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from streamrec.errors import StreamrecError
+from streamrec.settings import Settings, load_settings
+
+# Each module exposes ``register(subparsers)``; its parsers set ``func(args, settings) -> int``.
+COMMAND_MODULES = (
+    "streamrec.cmd_broker",
+    "streamrec.cmd_produce",
+    "streamrec.cmd_subscribe",
+    "streamrec.cmd_dataset",
+    "streamrec.cmd_model",
+    "streamrec.cmd_worker",
+    "streamrec.cmd_demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="streamrec",
+        description="Streaming recommender: Kafka events in, live recommendations out.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a command not built into this version
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, read the settings once, run the subcommand."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        settings: Settings = load_settings()
+    except ValidationError as exc:
+        print(f"streamrec: invalid STREAMREC_* setting:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, settings) or 0)
+    except StreamrecError as exc:
+        print(f"streamrec {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"streamrec {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The one typed settings object of streamrec, read from ``STREAMREC_*`` environment variables.
+
+Read it once at the edge (the CLI, the worker's entry point) and pass plain values down:
+``model/``, ``schemas/`` and ``connectors/`` never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Cluster = Literal["private", "public"]
+
+
+class Settings(BaseSettings):
+    """Every knob of streamrec; each field is ``STREAMREC_<FIELD NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="forbid")
+
+    # --- local clusters -------------------------------------------------------------------
+    data_dir: Path = Field(Path("var"), description="Broker data, logs, pid files, worker state.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "streamrec",
+        description="Downloaded Kafka jars (shared by every checkout on the machine).",
+    )
+    kafka_version: str = Field("4.4.0", description="Apache Kafka release fetched from Maven.")
+    private_port: int = Field(19092, description="Client port of the local private cluster.")
+    public_port: int = Field(29092, description="Client port of the local public cluster.")
+    broker_heap: str = Field("512m", description="JVM heap of each local broker (-Xmx).")
+    broker_start_timeout_s: float = Field(90.0, description="How long to wait for readiness.")
+    private_bootstrap: str | None = Field(
+        None, description="Use this private cluster instead of the local one (host:port,...)."
+    )
+    public_bootstrap: str | None = Field(
+        None, description="Use this public cluster instead of the local one (host:port,...)."
+    )
+
+    # --- topics ---------------------------------------------------------------------------
+    events_topic: str = Field("events", description="Click and search events, keyed by user.")
+    dlq_topic: str = Field("events.dlq", description="Undecodable or invalid events with reason.")
+    recommendations_topic: str = Field("recommendations", description="Top-K per user.")
+    samples_topic: str = Field("samples.anon", description="Anonymised samples (private).")
+    train_topic: str = Field("train.samples", description="Training samples (public).")
+    releases_topic: str = Field("model.releases", description="Model releases (compacted).")
+    partitions: int = Field(4, ge=1, description="Partitions of every user-keyed topic.")
+
+    # --- worker ---------------------------------------------------------------------------
+    app_id: str = Field("streamrec", description="Faust app id = consumer group of the workers.")
+    model_dir: Path | None = Field(None, description="Model artifact the workers serve.")
+    top_k: int = Field(20, ge=1, le=1000, description="Items per recommendation.")
+    batch_max_records: int = Field(512, ge=1, description="Micro-batch closes at this many.")
+    batch_max_ms: float = Field(20.0, gt=0, description="...or after this many milliseconds.")
+    history_len: int = Field(50, ge=1, description="Recent items kept per user.")
+    web_port: int = Field(6066, description="HTTP port of the worker (views and /metrics).")
+    scoring_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ONNX Runtime provider: CUDA when present (auto), or forced."
+    )
+
+    # --- privacy --------------------------------------------------------------------------
+    pseudonym_secret: SecretStr = Field(
+        SecretStr("change-me"), description="HMAC key for pseudonyms and token buckets."
+    )
+    token_buckets: int = Field(4096, ge=16, description="Hash buckets for search tokens.")
+
+    @property
+    def private_servers(self) -> str:
+        """Bootstrap servers of the private cluster."""
+        return self.private_bootstrap or f"127.0.0.1:{self.private_port}"
+
+    @property
+    def public_servers(self) -> str:
+        """Bootstrap servers of the public cluster."""
+        return self.public_bootstrap or f"127.0.0.1:{self.public_port}"
+
+    def servers(self, cluster: Cluster) -> str:
+        """Bootstrap servers of the named cluster."""
+        return self.private_servers if cluster == "private" else self.public_servers
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment, with explicit overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]
