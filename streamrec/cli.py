@@ -1,4 +1,4 @@
-"""``streamrec`` — the one command line of the project; each subcommand lives in a ``cmd_*`` module."""
+"""``streamrec`` — the one command line; each subcommand lives in a ``cmd_*`` module."""
 
 from __future__ import annotations
 
