@@ -6,6 +6,7 @@ import argparse
 
 from streamrec.broker import KafkaDistribution, LocalCluster, start_clusters
 from streamrec.settings import Settings
+from streamrec.topology import ensure_private_topics, ensure_public_topics
 
 
 def local_clusters(settings: Settings) -> list[LocalCluster]:
@@ -27,6 +28,8 @@ def distribution(settings: Settings) -> KafkaDistribution:
 def run_start(args: argparse.Namespace, settings: Settings) -> int:
     clusters = local_clusters(settings)
     started = start_clusters(clusters, distribution(settings), settings.broker_start_timeout_s)
+    ensure_private_topics(settings, clusters[0].bootstrap)
+    ensure_public_topics(settings, clusters[1].bootstrap)
     for cluster in clusters:
         state = "started" if cluster.name in started else "already running"
         print(f"{cluster.name:8s} {state:16s} bootstrap={cluster.bootstrap}  dir={cluster.root}")
