@@ -32,6 +32,8 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
+        # Java's (and aiokafka's) partitioner, so Faust routes a user's key to the same partition.
+        "partitioner": "murmur2_random",
         "acks": "all",
         "linger.ms": 5,
         "batch.num.messages": 10000,

@@ -1,0 +1,42 @@
+"""``streamrec worker`` — run one stream worker (several may share the consumer group)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from streamrec.errors import UsageError
+from streamrec.settings import Settings
+from streamrec.topology import ensure_private_topics
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    overrides = {k: v for k, v in (("web_port", args.web_port), ("model_dir", args.model))
+                 if v is not None}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    if settings.model_dir is not None and not settings.model_dir.exists():
+        raise UsageError(f"model artifact {settings.model_dir} does not exist; train one with "
+                         "`streamrec train ... --out DIR` or leave STREAMREC_MODEL_DIR unset "
+                         "to serve popularity only")
+    ensure_private_topics(settings)
+    from faust.worker import Worker as FaustWorker
+
+    from streams.app import create_worker
+
+    worker = create_worker(settings)
+    logging.getLogger("streamrec").setLevel(args.loglevel.upper())
+    FaustWorker(worker.app, loglevel=args.loglevel, quiet=True,
+                redirect_stdouts=False).execute_from_commandline()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``worker``."""
+    p = sub.add_parser("worker", help="run a stream worker (Faust) until Ctrl-C")
+    p.add_argument("--model", type=Path,
+                   help="model artifact directory (default: STREAMREC_MODEL_DIR)")
+    p.add_argument("--web-port", type=int, help="HTTP port (default: STREAMREC_WEB_PORT)")
+    p.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)

@@ -1,0 +1,252 @@
+"""The Faust app of streamrec: the only module that creates the app, its topics and its tables.
+
+Data path (one worker, or many in one consumer group, each on its share of the partitions)::
+
+    events (Avro, keyed by user)
+      → decode + validate ──bad──▶ events.dlq (raw bytes, topic/partition/offset, reason)
+      → user-state table (RocksDB via rocksdict, changelog-backed; idempotent by source offset)
+      → micro-batch (N records or T ms; several events of a user coalesce into one request)
+      → ONNX Runtime scorer (model/, CUDA when present) or stream popularity for cold users
+      → recommendations (Avro, keyed by user) + latest-recs table → GET /users/{id}/recommendations
+
+The batch logic lives in ``streams.pipeline``; this module only wires it to Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+import weakref
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.streams import _current_event  # private, but the only way to set an event's context
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from model.tokens import normalize_query, token_buckets
+from schemas import default_codec
+from streams.metrics import WorkerMetrics
+from streams.pipeline import BatchProcessor, Incoming
+from streams.popularity import DecayedPopularity
+from streams.scoring import ScorerHolder
+from streams.user_state import UserState
+
+log = logging.getLogger("streamrec.worker")
+
+
+def rocksdb_options() -> dict[str, Any]:
+    """Table store options: the rocksdict driver and bounded memory per partition.
+
+    Faust's defaults give each partition's RocksDB a 2 GB block cache and 3 × 64 MB write
+    buffers; with many partitions that exceeds a small machine long before state does.
+    """
+    return {
+        "driver": "rocksdict",
+        "block_cache_size": 32 * 1024**2,
+        "block_cache_compressed_size": 8 * 1024**2,
+        "write_buffer_size": 16 * 1024**2,
+        "max_write_buffer_number": 2,
+        "max_open_files": 256,
+    }
+
+
+@contextmanager
+def event_context(event: Any) -> Iterator[None]:
+    """Make ``event`` Faust's current event, so a table write goes to *its* partition.
+
+    Faust routes table writes by the current event; inside a micro-batch that would be the last
+    event of the batch, whose partition may differ from the user's.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class TableStore:
+    """``StateStore`` over a Faust table, each access in the context of its own event."""
+
+    def __init__(self, table: faust.Table) -> None:
+        self.table = table
+
+    def get(self, user: str, msg: Incoming) -> bytes | None:
+        with event_context(msg.handle):
+            return self.table.get(user)
+
+    def put(self, user: str, value: bytes, msg: Incoming) -> None:
+        with event_context(msg.handle):
+            self.table[user] = value
+
+
+@dataclass
+class Worker:
+    """The app and everything its agents use."""
+
+    app: faust.App
+    metrics: WorkerMetrics
+    scorer: ScorerHolder
+    processor: BatchProcessor
+
+
+def _incoming(event: Any) -> Incoming:
+    msg = event.message
+    return Incoming(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
+                    int(msg.timestamp * 1000), event)
+
+
+def create_worker(settings: Any) -> Worker:
+    """Build the Faust app of a worker from the settings (see ``streamrec.settings``)."""
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+           "value_serializer": "raw", "partitions": settings.partitions}
+    datadir = Path(settings.data_dir).resolve() / "worker" / f"web-{settings.web_port}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{s}" for s in settings.private_servers.split(",")],
+        store="rocksdb://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        table_standby_replicas=0,
+        web_host="127.0.0.1",
+        web_port=settings.web_port,
+        canonical_url=f"http://127.0.0.1:{settings.web_port}",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=8192,
+        producer_linger_ms=2,
+        key_serializer="raw",
+        value_serializer="raw",  # values are our Avro bytes or compact JSON, never Faust's JSON
+        loghandlers=[],
+    )
+    events = app.topic(settings.events_topic, **raw)
+    recs_topic = app.topic(settings.recommendations_topic, **raw)
+    dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw", partitions=1)
+    table_args = {"partitions": settings.partitions, "key_type": str, "value_type": bytes}
+    users = app.Table("user-state", options=rocksdb_options(), **table_args)
+    latest = app.Table("latest-recs", options=rocksdb_options(), **table_args)
+
+    metrics = WorkerMetrics()
+    scorer = ScorerHolder(settings.model_dir, settings.scoring_device, metrics)
+    secret = settings.pseudonym_secret.get_secret_value().encode()
+    processor = BatchProcessor(
+        default_codec(), top_k=settings.top_k, history_len=settings.history_len,
+        buckets=lambda q: token_buckets(normalize_query(q), secret, settings.token_buckets),
+        popularity=DecayedPopularity(), source=f"worker:{socket.gethostname()}",
+    )
+    worker = Worker(app, metrics, scorer, processor)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
+    store = TableStore(users)
+    codec = default_codec()
+
+    @app.agent(events, concurrency=1)
+    async def process(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        within = settings.batch_max_ms / 1000.0
+        async for batch in stream.take_events(settings.batch_max_records, within=within):
+            incoming = [_incoming(e) for e in batch]
+            metrics.events_in.inc(len(incoming))
+            metrics.batch_size.observe(len(incoming))
+            result = processor.apply(incoming, store)
+            metrics.events_applied.inc(result.applied)
+            metrics.events_duplicate.inc(result.duplicates)
+            for dead in result.dead_letters:
+                metrics.events_dead_lettered.labels(dead["stage"]).inc()
+                await dlq_topic.send(key=dead["key"], value=codec.encode("dead_letter", dead))
+            pending = list(result.pending.values())
+            if not pending:
+                continue
+            started = time.perf_counter()
+            records = await loop.run_in_executor(pool, scorer.recommend, processor, pending)
+            metrics.scoring_seconds.observe(time.perf_counter() - started)
+            now_ms = time.time() * 1000
+            for p, record in zip(pending, records, strict=True):
+                value = codec.encode("recommendation", record)
+                await recs_topic.send(key=p.user.encode(), value=value)
+                with event_context(p.msg.handle):
+                    latest[p.user] = value
+                metrics.recommendations.labels(record["strategy"]).inc()
+                metrics.latency_seconds.observe(max(0.0, now_ms - p.msg.timestamp) / 1000)
+
+    @app.timer(interval=2.0)
+    async def follow_model() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, scorer.reload_if_changed)
+
+    @app.timer(interval=5.0)
+    async def gauges() -> None:
+        _update_gauges(app, users, metrics)
+
+    _register_views(app, worker, users, latest)
+    return worker
+
+
+def _update_gauges(app: faust.App, users: faust.Table, metrics: WorkerMetrics) -> None:
+    consumer = app.consumer
+    read = getattr(consumer, "_read_offset", {})  # private in Faust 0.15; no public accessor
+    for tp in consumer.assignment():
+        if tp.topic != app.conf.id and tp.topic.endswith("changelog"):
+            continue
+        high = consumer.highwater(tp)
+        if high is not None and read.get(tp) is not None:
+            metrics.consumer_lag.labels(f"{tp.topic}:{tp.partition}").set(
+                max(0, high - read[tp] - 1))
+    estimate = 0
+    for db in getattr(users.data, "_dbs", {}).values():
+        try:
+            estimate += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        except Exception:  # noqa: BLE001 - a store being closed during a rebalance
+            pass
+    metrics.users_in_state.set(estimate)
+
+
+def _register_views(app: faust.App, worker: Worker, users: faust.Table,
+                    latest: faust.Table) -> None:
+    codec = default_codec()
+
+    @app.page("/users/{user_id}/recommendations")
+    @app.table_route(table=latest, match_info="user_id")
+    async def recommendations(web: Any, request: Any, user_id: str) -> Any:
+        value = latest.get(user_id)
+        if value is None:
+            return web.json({"error": f"no recommendation for user {user_id!r} yet"},
+                            status=404)
+        return web.json(codec.decode("recommendation", value))
+
+    @app.page("/users/{user_id}/state")
+    @app.table_route(table=users, match_info="user_id")
+    async def state(web: Any, request: Any, user_id: str) -> Any:
+        value = users.get(user_id)
+        if value is None:
+            return web.json({"error": f"no state for user {user_id!r}"}, status=404)
+        return web.json(UserState.from_bytes(value).__dict__)
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(worker.metrics.registry),
+                         content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/model")
+    class ModelView(faust.web.View):
+        """GET: the model being served. POST {"path": DIR}: hot-swap to that artifact."""
+
+        async def get(self, request: Any) -> Any:
+            return self.json(worker.scorer.describe())
+
+        async def post(self, request: Any) -> Any:
+            body = json.loads(await request.text() or "{}")
+            loop = asyncio.get_running_loop()
+            try:
+                version = await loop.run_in_executor(None, worker.scorer.swap, body.get("path"))
+            except Exception as exc:  # noqa: BLE001 - reported to the operator, old model kept
+                return self.json({"error": str(exc)}, status=400)
+            return self.json({"version": version})
