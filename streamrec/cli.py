@@ -20,6 +20,10 @@ COMMAND_MODULES = (
     "streamrec.cmd_dataset",
     "streamrec.cmd_model",
     "streamrec.cmd_worker",
+    "streamrec.cmd_replay",
+    "streamrec.cmd_mirror",
+    "streamrec.cmd_audit",
+    "streamrec.cmd_models",
     "streamrec.cmd_demo",
 )
 

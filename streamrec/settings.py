@@ -64,6 +64,22 @@ class Settings(BaseSettings):
         SecretStr("change-me"), description="HMAC key for pseudonyms and token buckets."
     )
     token_buckets: int = Field(4096, ge=16, description="Hash buckets for search tokens.")
+    pseudonym_key_version: int = Field(1, ge=1, description="Version of pseudonym_secret "
+                                       "(bump it when rotating the secret).")
+    previous_pseudonym_secrets: dict[int, SecretStr] = Field(
+        default_factory=dict, description="Older secrets by version, kept during a rotation.")
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="Share of users (by pseudonym) "
+                               "whose events become training samples.")
+    time_bucket_ms: int = Field(3_600_000, ge=1000, description="Sample times are coarsened "
+                                "to multiples of this.")
+    mirror_allowlist: tuple[str, ...] = Field(("samples.anon",), description="Private topics "
+                                              "the mirror may copy to the public cluster.")
+    model_store: Path = Field(Path("var/models"), description="Where the trainer stores "
+                              "artifacts (a directory; file:// URIs in releases).")
+    signing_key_path: Path = Field(Path("var/keys/trainer.key"), description="The trainer's "
+                                   "private Ed25519 key (public side).")
+    verify_key_path: Path = Field(Path("var/keys/trainer.pub"), description="The trainer's "
+                                  "public key the private side verifies releases with.")
 
     @property
     def private_servers(self) -> str:
