@@ -1,0 +1,98 @@
+"""The worker's batch logic without Kafka: dead letters, idempotent state, coalescing, fallback."""
+
+from __future__ import annotations
+
+from schemas import default_codec
+from streams.pipeline import BatchProcessor, Incoming
+from streams.popularity import DecayedPopularity
+from streams.user_state import UserState
+
+CODEC = default_codec()
+
+
+class DictStore:
+    """User states in a dict (the worker uses a Faust table)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, user, msg):
+        return self.data.get(user)
+
+    def put(self, user, value, msg):
+        self.data[user] = value
+
+
+def _event(user: str, n: int, item: str | None = None, query: str | None = None) -> dict:
+    return {"event_id": f"{user}-{n}", "user_id": user,
+            "type": "search" if query else "click", "item_id": None if query else item,
+            "query": query, "session_id": None, "timestamp": 1_700_000_000_000 + n,
+            "context": {}}
+
+
+def _msg(event: dict | None, offset: int, raw: bytes | None = None, key: bytes | None = None,
+         partition: int = 0) -> Incoming:
+    value = raw if raw is not None else CODEC.encode("user_event", event)
+    key = key if key is not None else (event["user_id"].encode() if event else b"k")
+    return Incoming(key, value, "events", partition, offset, 1_800_000_000_000 + offset)
+
+
+def _processor() -> BatchProcessor:
+    return BatchProcessor(CODEC, top_k=3, history_len=10, buckets=lambda q: [len(q)],
+                          popularity=DecayedPopularity())
+
+
+def test_bad_records_are_dead_lettered_with_origin_and_reason() -> None:
+    good = _event("u1", 0, item="a")
+    batch = [
+        _msg(None, 5, raw=b"garbage", key=b"u9"),
+        _msg(good, 6),
+        _msg(_event("u2", 1, item="b"), 7, key=b"someone-else"),
+    ]
+    result = _processor().apply(batch, DictStore())
+    assert result.applied == 1 and list(result.pending) == ["u1"]
+    decode, validate = result.dead_letters
+    assert (decode["stage"], decode["offset"], decode["value"], decode["key"]) == (
+        "decode", 5, b"garbage", b"u9")
+    assert "not Avro" in decode["reason"] and decode["error_type"] == "DecodeError"
+    assert validate["stage"] == "validate" and "keyed by user id" in validate["reason"]
+    CODEC.encode("dead_letter", decode)  # the records fit the DeadLetter schema
+
+
+def test_a_user_with_several_events_in_a_batch_gets_one_request_for_the_last() -> None:
+    store, proc = DictStore(), _processor()
+    batch = [_msg(_event("u1", i, item=f"i{i}"), i) for i in range(4)]
+    batch.append(_msg(_event("u1", 4, query="red shoes"), 4))
+    result = proc.apply(batch, store)
+    assert list(result.pending) == ["u1"]
+    pending = result.pending["u1"]
+    assert pending.cause["event_id"] == "u1-4"
+    assert pending.state.items == ["i0", "i1", "i2", "i3"]
+    assert pending.state.query_buckets == [len("red shoes")]
+    assert UserState.from_bytes(store.data["u1"]) == pending.state
+
+
+def test_replayed_batch_changes_no_state() -> None:
+    store, proc = DictStore(), _processor()
+    batch = [_msg(_event(f"u{i % 3}", i, item=f"i{i}"), i) for i in range(12)]
+    proc.apply(batch, store)
+    snapshot = dict(store.data)
+    again = proc.apply(batch, store)
+    assert again.applied == 0 and again.duplicates == 12
+    assert store.data == snapshot
+
+
+def test_without_a_model_users_get_stream_popularity_minus_their_own_items() -> None:
+    store, proc = DictStore(), _processor()
+    clicks = ["a", "a", "a", "b", "b", "c", "d"]
+    batch = [_msg(_event(f"v{n}", n, item=item), n) for n, item in enumerate(clicks)]
+    result = proc.apply(batch, store)
+    records = proc.recommend(list(result.pending.values()), scorer=None)
+    by_user = {r["user_id"]: r for r in records}
+    # v0 clicked a; d and c have one click each, d the more recent one.
+    assert [i["item_id"] for i in by_user["v0"]["items"]] == ["b", "d", "c"]
+    assert [i["item_id"] for i in by_user["v6"]["items"]] == ["a", "b", "c"]  # v6 clicked d
+    assert {r["strategy"] for r in records} == {"popularity"}
+    rec = by_user["v3"]
+    assert rec["cause_event_id"] == "v3-3" and rec["cause_ingest_time"] == 1_800_000_000_003
+    CODEC.encode("recommendation", rec)
