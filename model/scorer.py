@@ -1,0 +1,260 @@
+"""Serve top-K recommendations from a model artifact with ONNX Runtime (no torch import).
+
+One session per artifact, opened at start-up; CUDA when really usable, else CPU; inputs checked
+against the artifact; IO binding on CUDA; hot swap to a new artifact without failing a call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from model.artifact import Artifact, load_artifact
+from model.errors import ScorerError
+from model.providers import CUDA_EP, choose_providers
+
+log = logging.getLogger(__name__)
+
+REQUIRED_OUTPUTS = ("top_ids", "top_scores")
+CHUNK = 512  # users per ONNX Runtime call: bounds the (batch x catalogue) score matrix
+BIG_CATALOGUE = 200_000  # from here on, trade a little speed for memory (see _session_options)
+
+
+def _session_options(n_items: int, threads: int | None, low_memory: bool | None):
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only: placement notes are noise in a worker log
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    if low_memory if low_memory is not None else n_items >= BIG_CATALOGUE:
+        # Pre-packing copies the (catalogue x dim) weight into a second layout; the arena keeps
+        # the largest score matrix ever seen. Both double resident memory at 1M items.
+        opts.add_session_config_entry("session.disable_prepacking", "1")
+        opts.enable_cpu_mem_arena = False
+    return opts
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """One artifact with its open session; immutable, so a call can keep using it after a swap."""
+
+    artifact: Artifact
+    session: ort.InferenceSession
+    provider: str
+    index: dict[str, int]
+    item_ids: list[str]
+    k: int
+    max_len: int
+    max_query_tokens: int
+    n_query_buckets: int
+
+    @classmethod
+    def open(cls, path: str | Path, device: str, threads: int | None, low_memory: bool | None):
+        """Load, verify, open the session, check its signature, warm it up."""
+        art = load_artifact(path)
+        cfg = art.config
+        opts = _session_options(cfg.n_items, threads, low_memory)
+        providers: list = choose_providers(device)
+        if providers[0] == CUDA_EP:
+            providers[0] = (CUDA_EP, {"arena_extend_strategy": "kSameAsRequested"})
+        session = ort.InferenceSession(str(art.onnx_path), opts, providers=providers)
+        provider = session.get_providers()[0]
+        if device == "cuda" and provider != CUDA_EP:
+            raise ScorerError(f"asked for CUDA but onnxruntime gave {provider}; use device auto")
+        _check_signature(art, session)
+        index = {item: i for i, item in enumerate(art.item_ids) if i}
+        loaded = cls(
+            art,
+            session,
+            provider,
+            index,
+            art.item_ids,
+            int(art.metadata["onnx"]["k"]),
+            cfg.max_len,
+            cfg.max_query_tokens,
+            cfg.n_query_buckets,
+        )
+        loaded.warm_up()
+        log.info("model %s ready on %s (%d items)", art.version, provider, cfg.n_items)
+        return loaded
+
+    def warm_up(self) -> None:
+        """Run small and full-length batches once, so the first real call is not slow."""
+        for batch in (1, 32):
+            seq = np.ones((batch, self.max_len), dtype=np.int64)
+            self.run(seq, np.zeros((batch, 1), np.int64), seq, REQUIRED_OUTPUTS)
+
+    def run(self, seq, queries, exclude, outputs: Sequence[str]) -> list[np.ndarray]:
+        """Run the graph on index arrays; IO binding on CUDA keeps copies explicit."""
+        feeds = {"item_ids": seq, "query_buckets": queries, "exclude_ids": exclude}
+        if self.provider != CUDA_EP:
+            return self.session.run(list(outputs), feeds)
+        binding = self.session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        for name in outputs:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+
+def _check_signature(art: Artifact, session: ort.InferenceSession) -> None:
+    """Fail, showing both lists, when the graph's inputs differ from the artifact's record."""
+    want = [(i["name"], f"tensor({i['dtype']})") for i in art.metadata["onnx"]["inputs"]]
+    have = [(i.name, i.type) for i in session.get_inputs()]
+    if sorted(want) != sorted(have):
+        raise ScorerError(
+            f"model {art.version}: graph inputs {have} differ from the artifact's record {want}; "
+            "the ONNX file does not belong to this metadata: re-export the artifact"
+        )
+    names = {o.name for o in session.get_outputs()}
+    missing = [n for n in REQUIRED_OUTPUTS if n not in names]
+    if missing:
+        raise ScorerError(
+            f"model {art.version}: graph lacks outputs {missing}; it has {sorted(names)}"
+        )
+
+
+class Scorer:
+    """Top-K recommendations for batches of users; thread-safe, hot-swappable.
+
+    An empty (or all-unknown) history gets the model's ranking for an empty sequence: the same
+    list for every such user, the model's learned prior (close to popularity).
+    """
+
+    def __init__(
+        self,
+        artifact_dir: str | Path,
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        threads: int | None = None,
+        *,
+        low_memory: bool | None = None,
+    ) -> None:
+        self._device = device
+        self._threads = threads
+        self._low_memory = low_memory
+        self._swap_lock = threading.Lock()
+        self._loaded = _Loaded.open(artifact_dir, device, threads, low_memory)
+
+    @property
+    def version(self) -> str:
+        """Version of the artifact in service."""
+        return self._loaded.artifact.version
+
+    @property
+    def provider(self) -> str:
+        """``CUDAExecutionProvider`` or ``CPUExecutionProvider``."""
+        return self._loaded.provider
+
+    @property
+    def max_len(self) -> int:
+        """Most recent items of a history the model reads."""
+        return self._loaded.max_len
+
+    @property
+    def k(self) -> int:
+        """Largest k that ``top_k`` accepts (baked into the graph)."""
+        return self._loaded.k
+
+    @property
+    def n_query_buckets(self) -> int:
+        """Bucket count the model was trained with; search buckets must lie in 1..this."""
+        return self._loaded.n_query_buckets
+
+    @property
+    def artifact(self) -> Artifact:
+        """The artifact in service."""
+        return self._loaded.artifact
+
+    def knows(self, item_id: str) -> bool:
+        """Whether the model in service has this item in its catalogue."""
+        return item_id in self._loaded.index
+
+    def top_k(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int,
+        queries: Sequence[Sequence[int]] | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """Best ``k`` (item id, score) per user, best first, never an item of the user's history.
+
+        ``histories`` are external item ids, oldest first; unknown ids are skipped. ``queries``
+        are search-token buckets (``model.tokens.token_buckets``) per user, oldest first.
+        """
+        loaded = self._loaded  # one read: the whole call uses one model, even during a swap
+        if not 1 <= k <= loaded.k:
+            raise ValueError(f"k must be in 1..{loaded.k} (the k exported in the graph), got {k}")
+        if queries is not None and len(queries) != len(histories):
+            raise ValueError(f"{len(histories)} histories but {len(queries)} query lists")
+        out: list[list[tuple[str, float]]] = []
+        for start in range(0, len(histories), CHUNK):
+            part_q = queries[start : start + CHUNK] if queries is not None else None
+            out += _top_k_chunk(loaded, histories[start : start + CHUNK], k, part_q)
+        return out
+
+    def run_raw(
+        self,
+        seq: np.ndarray,
+        queries: np.ndarray,
+        exclude: np.ndarray,
+        outputs: Sequence[str] = REQUIRED_OUTPUTS,
+    ) -> list[np.ndarray]:
+        """Run the graph on index arrays (see ``model.export``), e.g. ``scores`` to evaluate."""
+        return self._loaded.run(seq, queries, exclude, outputs)
+
+    def swap(self, artifact_dir: str | Path) -> str:
+        """Load, verify and warm a new artifact, then switch to it; on failure keep the old one."""
+        with self._swap_lock:
+            new = _Loaded.open(artifact_dir, self._device, self._threads, self._low_memory)
+            old, self._loaded = self._loaded, new
+        log.info("model switched from %s to %s", old.artifact.version, new.artifact.version)
+        return new.artifact.version
+
+
+def _top_k_chunk(loaded: _Loaded, histories, k: int, queries) -> list[list[tuple[str, float]]]:
+    index = loaded.index
+    known = [[index[i] for i in h if i in index] for h in histories]
+    width = max(1, min(loaded.max_len, max((len(s) for s in known), default=0)))
+    seq = np.zeros((len(known), width), dtype=np.int64)
+    seen = [np.unique(np.asarray(s, dtype=np.int64)) for s in known]
+    exclude = np.zeros((len(known), max(1, max((len(s) for s in seen), default=0))), np.int64)
+    for row, (s, u) in enumerate(zip(known, seen, strict=True)):
+        recent = s[-width:]
+        if recent:
+            seq[row, width - len(recent) :] = recent
+        exclude[row, : len(u)] = u
+    ids, scores = loaded.run(
+        seq, _query_array(loaded, queries, len(known)), exclude, REQUIRED_OUTPUTS
+    )
+    item_ids = loaded.item_ids
+    out = []
+    for row_ids, row_scores in zip(ids[:, :k].tolist(), scores[:, :k].tolist(), strict=True):
+        pairs = zip(row_ids, row_scores, strict=True)
+        out.append([(item_ids[i], s) for i, s in pairs if i and s != float("-inf")])
+    return out
+
+
+def _query_array(loaded: _Loaded, queries, n_users: int) -> np.ndarray:
+    """Left-padded (B, Q) buckets of each user's most recent search tokens."""
+    width = loaded.max_query_tokens
+    out = np.zeros((n_users, width), dtype=np.int64)
+    if queries is None:
+        return out[:, :1]
+    for row, q in enumerate(queries):
+        recent = list(q)[-width:]
+        if any(not 0 <= b <= loaded.n_query_buckets for b in recent):
+            raise ScorerError(
+                f"search buckets must lie in 0..{loaded.n_query_buckets} for model "
+                f"{loaded.artifact.version}, got {recent}: hash with the model's n_query_buckets"
+            )
+        if recent:
+            out[row, width - len(recent) :] = recent
+    return out

@@ -1,0 +1,116 @@
+"""Scorer behaviour: API, limits, provider choice, signature check, hot swap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from model.artifact import Artifact, save_artifact
+from model.errors import ArtifactError, ScorerError
+from model.providers import CPU_EP, CUDA_EP, cuda_unavailable_reason
+from model.scorer import Scorer
+
+
+def test_attributes(beauty_artifact: Artifact) -> None:
+    scorer = Scorer(beauty_artifact.path, device="cpu")
+    assert scorer.version == beauty_artifact.version
+    assert scorer.provider == CPU_EP
+    assert scorer.max_len == beauty_artifact.config.max_len == 8
+    assert scorer.k == 20
+    assert scorer.knows(beauty_artifact.item_ids[1]) and not scorer.knows("")
+    assert scorer.top_k([], 5) == []
+
+
+def test_empty_history_gets_the_same_nonempty_list(beauty_artifact: Artifact) -> None:
+    recs = Scorer(beauty_artifact.path, device="cpu").top_k([[], []], 5)
+    assert recs[0] == recs[1] and len(recs[0]) == 5
+
+
+def test_k_and_buckets_are_checked(events_artifact: Artifact) -> None:
+    scorer = Scorer(events_artifact.path, device="cpu")
+    with pytest.raises(ValueError, match="k must be in 1..20"):
+        scorer.top_k([["sku-1"]], 21)
+    with pytest.raises(ScorerError, match="0..64"):
+        scorer.top_k([["sku-1"]], 5, queries=[[65]])
+    with pytest.raises(ValueError, match="query lists"):
+        scorer.top_k([["sku-1"]], 5, queries=[[1], [2]])
+
+
+def test_search_context_changes_scores(events_artifact: Artifact) -> None:
+    scorer = Scorer(events_artifact.path, device="cpu")
+    plain = scorer.top_k([["sku-1", "sku-2"]], 20)[0]
+    searched = scorer.top_k([["sku-1", "sku-2"]], 20, queries=[[3, 17, 40]])[0]
+    assert dict(plain) != dict(searched)
+    assert scorer.top_k([["sku-1"]], 20, queries=[[]]) == scorer.top_k([["sku-1"]], 20)
+
+
+def test_device_choice_is_honest(beauty_artifact: Artifact) -> None:
+    reason = cuda_unavailable_reason()
+    if reason is None:  # a machine with a usable GPU
+        assert Scorer(beauty_artifact.path, device="cuda").provider == CUDA_EP
+    else:
+        with pytest.raises(ScorerError, match="device 'cuda' asked for"):
+            Scorer(beauty_artifact.path, device="cuda")
+        assert Scorer(beauty_artifact.path).provider == CPU_EP
+
+
+def test_input_mismatch_shows_both_lists(beauty_artifact: Artifact, tmp_path: Path) -> None:
+    meta = json.loads(json.dumps(beauty_artifact.metadata))
+    meta["onnx"]["inputs"][0]["name"] = "items"
+    files = {name: beauty_artifact.path / name for name in meta.pop("files")}
+    for key in ("format", "created_at", "metadata_sha256"):
+        meta.pop(key)
+    bad = save_artifact(tmp_path / "bad", files, meta)
+    with pytest.raises(ScorerError) as err:
+        Scorer(bad.path, device="cpu")
+    assert "('item_ids', 'tensor(int64)')" in str(err.value)
+    assert "('items', 'tensor(int64)')" in str(err.value)
+
+
+def test_hot_swap_under_load(
+    beauty_artifact: Artifact, events_artifact: Artifact, tmp_path: Path
+) -> None:
+    scorer = Scorer(beauty_artifact.path, device="cpu")
+    errors: list[BaseException] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                recs = scorer.top_k([["sku-1", "1", "2"]] * 16, 5)
+                assert len(recs) == 16 and all(len(r) == 5 for r in recs)
+                versions.add(scorer.version)
+            except BaseException as exc:  # noqa: BLE001 - any failure must reach the test
+                errors.append(exc)
+
+    threads = [threading.Thread(target=serve) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for target in (events_artifact, beauty_artifact, events_artifact):
+        assert scorer.swap(target.path) == target.version
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert scorer.version == events_artifact.version
+    assert versions == {beauty_artifact.version, events_artifact.version}
+
+
+def test_failed_swap_keeps_the_old_model(
+    beauty_artifact: Artifact, events_artifact: Artifact, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(events_artifact.path, broken)
+    with (broken / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    scorer = Scorer(beauty_artifact.path, device="cpu")
+    before = scorer.top_k([["1", "2"]], 5)
+    with pytest.raises(ArtifactError, match="sha256"):
+        scorer.swap(broken)
+    assert scorer.version == beauty_artifact.version
+    assert scorer.top_k([["1", "2"]], 5) == before
