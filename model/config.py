@@ -47,6 +47,7 @@ class TrainConfig:
     n_negatives: int = 1024  # shared uniform negatives per batch when loss == "sampled"
     patience: int = 10  # evaluations without a better validation NDCG@10 before stopping
     eval_every: int = 1  # epochs between validations
+    val_sample: int = 0  # validate on this many users (fixed random subset); 0 = all
     max_minutes: float | None = None  # wall-clock budget; the best model so far is kept
     seed: int = 42
     threads: int = 2

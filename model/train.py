@@ -114,7 +114,7 @@ def train(
     if checkpoint is not None and checkpoint.is_file():
         state = _resume(checkpoint, model, opt, rng)
         log.info("resumed from %s at epoch %d", checkpoint, state.epoch)
-    val_in, val_q = split.val_inputs(), split.val_queries
+    val_in, val_q, val_y = _validation_set(split, tc)
     started = time.monotonic() - state.seconds
     stopped_by = "epochs"
     while state.epoch < tc.epochs:
@@ -137,7 +137,7 @@ def train(
                 state,
                 tc,
                 val_in,
-                val_targets=split.val_targets,
+                val_targets=val_y,
                 dev=dev,
                 val_q=val_q,
                 loss=float(np.mean(losses)) if losses else 0.0,
@@ -150,7 +150,7 @@ def train(
         if tc.max_minutes is not None and state.seconds > 60 * tc.max_minutes:
             stopped_by = "max_minutes"
             if state.epoch % tc.eval_every:
-                _validate(model, state, tc, val_in, split.val_targets, dev, val_q, 0.0)
+                _validate(model, state, tc, val_in, val_y, dev, val_q, 0.0)
             break
     model.load_state_dict(state.best_state)
     model.eval()
@@ -162,6 +162,16 @@ def train(
         time.monotonic() - started,
         stopped_by,
     )
+
+
+def _validation_set(split: Split, tc: TrainConfig):
+    """Validation histories, search context and targets; a fixed subset when asked."""
+    rows = np.arange(len(split.val_users))
+    if 0 < tc.val_sample < len(rows):
+        rows = np.sort(np.random.default_rng(tc.seed + 1).choice(rows, tc.val_sample, False))
+    inputs = split.val_inputs()
+    queries = split.val_queries[rows] if split.val_queries is not None else None
+    return [inputs[r] for r in rows], queries, split.val_targets[rows]
 
 
 def _step(

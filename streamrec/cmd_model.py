@@ -73,31 +73,37 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         default="default",
         help="demo: about a minute on a 2-core CPU (small data, 1-minute budget)",
     )
-    for flag, kind, helptext in (
-        ("--epochs", int, "most epochs"),
-        ("--max-len", int, "items of history read"),
-        ("--max-minutes", float, "training time budget; best model so far is kept"),
-        ("--seed", int, "seed of everything random"),
-        ("--dim", int, "model width"),
-        ("--layers", int, "Transformer blocks"),
-        ("--heads", int, "attention heads"),
-        ("--dropout", float, "dropout rate"),
-        ("--lr", float, "Adam learning rate"),
-        ("--batch-size", int, "users per step"),
-        ("--patience", int, "early-stopping patience"),
-        ("--negatives", int, "negatives for --loss sampled"),
-        ("--threads", int, "torch threads"),
-        ("--top-k", int, "k exported in the graph (default: max(100, STREAMREC_TOP_K))"),
-    ):
-        t.add_argument(flag, type=kind, default=None, help=helptext)
-    t.add_argument(
-        "--loss",
-        choices=("ce", "sampled"),
-        default=None,
-        help="ce: full-softmax cross-entropy; sampled: shared uniform negatives",
-    )
+    for flag, (kind, _, _, helptext) in TUNING.items():
+        choices = ("ce", "sampled") if flag == "--loss" else None
+        t.add_argument(flag, type=kind, default=None, choices=choices, help=helptext)
     t.set_defaults(func=run_train)
 
+
+# flag -> (type, "model" or "train" config, field, help); unset flags keep the config defaults.
+TUNING: dict[str, tuple[type, str, str, str]] = {
+    "--epochs": (int, "train", "epochs", "most epochs"),
+    "--max-minutes": (float, "train", "max_minutes", "time budget; the best model so far is kept"),
+    "--seed": (int, "train", "seed", "seed of everything random"),
+    "--lr": (float, "train", "lr", "Adam learning rate"),
+    "--batch-size": (int, "train", "batch_size", "users per step"),
+    "--patience": (int, "train", "patience", "validations without improvement before stopping"),
+    "--eval-every": (int, "train", "eval_every", "epochs between validations"),
+    "--val-sample": (int, "train", "val_sample", "validate on this many users (0: all)"),
+    "--loss": (str, "train", "loss", "ce: full-softmax cross-entropy; sampled: shared negatives"),
+    "--negatives": (int, "train", "n_negatives", "negatives per batch for --loss sampled"),
+    "--threads": (int, "train", "threads", "torch CPU threads"),
+    "--max-len": (int, "model", "max_len", "most recent items the model reads"),
+    "--dim": (int, "model", "dim", "model width"),
+    "--layers": (int, "model", "n_layers", "Transformer blocks"),
+    "--heads": (int, "model", "n_heads", "attention heads"),
+    "--dropout": (float, "model", "dropout", "dropout rate"),
+    "--top-k": (
+        int,
+        "model",
+        "top_k",
+        "k exported in the graph (default max(100, STREAMREC_TOP_K))",
+    ),
+}
 
 # --preset demo: the streaming demo's ~70k clicks, trained in about a minute on 2 cores.
 DEMO = {"epochs": 40, "max_minutes": 0.75, "patience": 4, "max_len": 50}
@@ -118,32 +124,17 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     _setup_logging()
     given = {k: v for k, v in vars(args).items() if v is not None}
     picked = {**(DEMO if args.preset == "demo" else {}), **given}
-    model_keys = {
-        "max_len": "max_len",
-        "dim": "dim",
-        "layers": "n_layers",
-        "heads": "n_heads",
-        "dropout": "dropout",
-        "top_k": "top_k",
-    }
-    train_keys = {
-        "epochs": "epochs",
-        "max_minutes": "max_minutes",
-        "seed": "seed",
-        "lr": "lr",
-        "batch_size": "batch_size",
-        "patience": "patience",
-        "loss": "loss",
-        "negatives": "n_negatives",
-        "threads": "threads",
-    }
+    chosen: dict[str, dict] = {"model": {}, "train": {}}
+    for flag, (_, part, field, _) in TUNING.items():
+        dest = flag[2:].replace("-", "_")
+        if dest in picked:
+            chosen[part][field] = picked[dest]
     mc = ModelConfig(
         n_items=1,
         n_query_buckets=settings.token_buckets,
-        top_k=max(100, settings.top_k),
-        **{model_keys[k]: v for k, v in picked.items() if k in model_keys},
+        **{"top_k": max(100, settings.top_k), **chosen["model"]},
     )
-    tc = TrainConfig(**{train_keys[k]: v for k, v in picked.items() if k in train_keys})
+    tc = TrainConfig(**chosen["train"])
     key = settings.pseudonym_secret.get_secret_value().encode()
     job = TrainJob(
         args.dataset,
