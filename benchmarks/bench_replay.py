@@ -101,9 +101,9 @@ def run_cases(args: argparse.Namespace, bootstrap: str, source: str,
         ("uncapped, idempotent", None, False, None),
         ("uncapped, transactional (--resume)", None, True, None),
     ]
-    for rate in (float(r) for r in args.rates.split(",") if r):
-        cases.append((f"capped {rate:,.0f}/s, transactional", rate, True,
-                      int(rate * args.capped_seconds)))
+    for cap in (float(r) for r in args.rates.split(",") if r):
+        cases.append((f"capped {cap:,.0f}/s, transactional", cap, True,
+                      int(cap * args.capped_seconds)))
     results = []
     for name, rate, transactional, limit in cases:
         target = f"{source}.copy{len(topics)}"

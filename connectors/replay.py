@@ -18,8 +18,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol, cast
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from connectors.replay_ranges import (
     PartitionRange,
@@ -40,9 +41,21 @@ _STOPPING = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
              KafkaError._UNKNOWN_PARTITION, KafkaError.TOPIC_AUTHORIZATION_FAILED}
 
 __all__ = ["ORIGIN_OFFSET", "ORIGIN_PARTITION", "ORIGIN_TIMESTAMP", "ORIGIN_TOPIC", "CopyReport",
-           "OutRecord", "PartitionRange", "RangeError", "RangeReader", "ReplayError",
+           "OutRecord", "PartitionRange", "RangeError", "RangeReader", "Record", "ReplayError",
            "ReplayRange", "TargetWriter", "Throttle", "Transform", "copy_range",
            "resolve_offset_range", "resolve_time_range"]
+
+
+class Record(Protocol):
+    """What replay uses of a consumed ``confluent_kafka.Message`` that is a record."""
+
+    def error(self) -> KafkaError | None: ...
+    def partition(self) -> int: ...
+    def offset(self) -> int: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
 
 
 class RangeReader:
@@ -79,7 +92,7 @@ class RangeReader:
         """Offsets left to read (an upper bound: markers and compacted gaps hold no records)."""
         return sum(self._ends[p] - pos for p, pos in self.positions.items())
 
-    def batches(self) -> Iterator[list[Message]]:
+    def batches(self) -> Iterator[list[Record]]:
         """Yield lists of in-range records (possibly empty while waiting) until every range ends.
 
         ``positions`` already counts a batch's records when it is yielded.
@@ -87,9 +100,11 @@ class RangeReader:
         consume, ends, positions = self._consumer.consume, self._ends, self.positions
         while self._active:
             batch = []
-            for msg in consume(self.batch_size, self.poll_timeout_s):
-                if msg.error() is not None:
-                    self._on_event(msg)
+            # Typed as Record: the client's stubs make partition/offset optional for events.
+            for msg in cast(list[Record], consume(self.batch_size, self.poll_timeout_s)):
+                err = msg.error()
+                if err is not None:
+                    self._on_event(msg, err)
                     continue
                 partition, offset = msg.partition(), msg.offset()
                 if offset >= ends[partition]:
@@ -99,8 +114,7 @@ class RangeReader:
                 positions[partition] = offset + 1
             yield batch
 
-    def _on_event(self, msg: Message) -> None:
-        err: KafkaError = msg.error()
+    def _on_event(self, msg: Record, err: KafkaError) -> None:
         partition = msg.partition()
         if err.code() == KafkaError._PARTITION_EOF:
             # Records after the last data record may be transaction markers or aborted records.
@@ -141,7 +155,7 @@ class OutRecord:
     partition: int = -1
 
 
-Transform = Callable[[Message], OutRecord | None]  # None drops the record
+Transform = Callable[[Record], OutRecord | None]  # None drops the record
 
 
 @dataclass
@@ -190,6 +204,7 @@ def copy_range(reader: RangeReader, writer: TargetWriter, *, transform: Transfor
     Without ``transform`` each record keeps its key, value and headers, and its partition when
     ``keep_partitions`` (else the key picks one). ``writer.commit`` runs every
     ``commit_interval_s`` and at the end; ``on_commit`` then gets the positions it covered.
+    With ``rate``, batches shrink to a twentieth of a second's worth, so the pace is even.
     """
     throttle = Throttle(rate) if rate else None
     if rate:
@@ -228,12 +243,12 @@ def copy_range(reader: RangeReader, writer: TargetWriter, *, transform: Transfor
     return report
 
 
-def _origin(topic: bytes, msg: Message) -> list[tuple[str, bytes]]:
+def _origin(topic: bytes, msg: Record) -> list[tuple[str, bytes]]:
     return [(ORIGIN_TOPIC, topic), (ORIGIN_PARTITION, b"%d" % msg.partition()),
             (ORIGIN_OFFSET, b"%d" % msg.offset()), (ORIGIN_TIMESTAMP, b"%d" % msg.timestamp()[1])]
 
 
-def _copy_batch(batch: list[Message], writer: TargetWriter, topic: bytes, keep: bool) -> None:
+def _copy_batch(batch: list[Record], writer: TargetWriter, topic: bytes, keep: bool) -> None:
     """The hot loop: one produce call per record, no per-record polling."""
     write = writer.write
     for msg in batch:
@@ -243,7 +258,7 @@ def _copy_batch(batch: list[Message], writer: TargetWriter, topic: bytes, keep: 
               headers + origin if headers else origin)
 
 
-def _transform_batch(batch: list[Message], writer: TargetWriter, topic: bytes,
+def _transform_batch(batch: list[Record], writer: TargetWriter, topic: bytes,
                      transform: Transform) -> int:
     written = 0
     for msg in batch:

@@ -92,7 +92,9 @@ class TargetWriter:
         """Queue one record (``partition=-1``: by key); waits when the local queue is full."""
         while True:
             try:
-                self._produce(self.topic, value, key, partition, headers=headers)
+                # The stubs want a list of wider tuples (invariant); bytes values are accepted.
+                self._produce(self.topic, value, key, partition,
+                              headers=headers)  # type: ignore[arg-type]
                 return
             except BufferError:
                 self._producer.poll(0.05)  # serve delivery reports so the queue drains
