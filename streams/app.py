@@ -117,23 +117,27 @@ def create_worker(settings: Any) -> Worker:
         topic_partitions=settings.partitions,
         table_standby_replicas=0,
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",
         web_port=settings.web_port,
         canonical_url=f"http://127.0.0.1:{settings.web_port}",
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         stream_buffer_maxsize=8192,
-        producer_linger_ms=2,
+        producer_linger_ms=10,
         key_serializer="raw",
         value_serializer="raw",  # values are our Avro bytes or compact JSON, never Faust's JSON
         loghandlers=[],
     )
     events = app.topic(settings.events_topic, **raw)
+    # The recommendations topic is the changelog of the latest-recs table: writing the table
+    # publishes the record, and a restarted worker restores the table from the topic.
     recs_topic = app.topic(settings.recommendations_topic, **raw)
     dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw", partitions=1)
     table_args = {"partitions": settings.partitions, "key_type": str, "value_type": bytes}
     users = app.Table("user-state", options=rocksdb_options(), **table_args)
-    latest = app.Table("latest-recs", options=rocksdb_options(), **table_args)
+    latest = app.Table("latest-recs", options=rocksdb_options(), changelog_topic=recs_topic,
+                       **table_args)
 
     metrics = WorkerMetrics()
     scorer = ScorerHolder(settings.model_dir, settings.scoring_device, metrics)
@@ -150,6 +154,7 @@ def create_worker(settings: Any) -> Worker:
 
     @app.agent(events, concurrency=1)
     async def process(stream: faust.StreamT) -> None:
+        _quiet_client_logs(settings.log_level)
         loop = asyncio.get_running_loop()
         within = settings.batch_max_ms / 1000.0
         async for batch in stream.take_events(settings.batch_max_records, within=within):
@@ -170,10 +175,8 @@ def create_worker(settings: Any) -> Worker:
             metrics.scoring_seconds.observe(time.perf_counter() - started)
             now_ms = time.time() * 1000
             for p, record in zip(pending, records, strict=True):
-                value = codec.encode("recommendation", record)
-                await recs_topic.send(key=p.user.encode(), value=value)
                 with event_context(p.msg.handle):
-                    latest[p.user] = value
+                    latest[p.user] = codec.encode("recommendation", record)
                 metrics.recommendations.labels(record["strategy"]).inc()
                 metrics.latency_seconds.observe(max(0.0, now_ms - p.msg.timestamp) / 1000)
 
@@ -188,6 +191,16 @@ def create_worker(settings: Any) -> Worker:
 
     _register_views(app, worker, users, latest)
     return worker
+
+
+def _quiet_client_logs(level: str) -> None:
+    """Hold the Kafka client and Faust loggers to the worker's level.
+
+    mode's logging set-up leaves the root logger at DEBUG here, and aiokafka's per-request debug
+    records then cost more than the events they describe.
+    """
+    for name in ("", "aiokafka", "faust", "mode", "kafka"):
+        logging.getLogger(name).setLevel(level.upper())
 
 
 def _update_gauges(app: faust.App, users: faust.Table, metrics: WorkerMetrics) -> None:

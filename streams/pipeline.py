@@ -83,24 +83,33 @@ class BatchProcessor:
         self.source = source
 
     def apply(self, batch: Sequence[Incoming], store: StateStore) -> BatchResult:
-        """Decode each record, dead-letter the bad ones, apply the good ones to user state."""
+        """Decode each record, dead-letter the bad ones, apply the good ones to user state.
+
+        Each user's state is read once and written once per batch (in the context of that
+        user's last event), however many of the user's events the batch holds.
+        """
         result = BatchResult()
         clicked: list[str] = []
+        changed: set[str] = set()
         for msg in batch:
             event = self._decode(msg, result)
             if event is None:
                 continue
             user = event["user_id"]
-            state = UserState.from_bytes(store.get(user, msg))
+            pending = result.pending.get(user)
+            state = pending.state if pending else UserState.from_bytes(store.get(user, msg))
             buckets = self.buckets(event["query"]) if event["type"] == "search" else []
             if state.apply(event, msg.partition, msg.offset, buckets, self.history_len):
-                store.put(user, state.to_bytes(), msg)
+                changed.add(user)
                 result.applied += 1
                 if event["type"] == "click":
                     clicked.append(event["item_id"])
             else:
                 result.duplicates += 1
             result.pending[user] = Pending(user, state, event, msg)
+        for user in changed:
+            pending = result.pending[user]
+            store.put(user, pending.state.to_bytes(), pending.msg)
         self.popularity.add(clicked)
         return result
 
