@@ -31,7 +31,6 @@ uses it; the sampled set of users also changes with the key.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import re
@@ -87,21 +86,27 @@ def _phone(match: re.Match[str]) -> str:
     return " <phone> " if 7 <= _digit_count(match.group()) <= 15 else match.group()
 
 
+# What each rule cannot match without: most searches have no digit, '@' or ':', and checking that
+# once is much cheaper than running the rules (replacements never add any of these).
+_DIGIT, _AT, _COLON = re.compile(r"\d"), re.compile("@"), re.compile(":")
+_LINK = re.compile(r"://|www\.", re.I)
+
 # Applied in this order: a URL may hold an e-mail or an IP, an IP looks like a phone number, a card
-# number holds a long digit run. Each rule is a pattern and what to put in its place.
-_Rule = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
+# number holds a long digit run. Each rule: what it needs, its pattern, what to put in its place.
+_Rule = tuple[re.Pattern[str], re.Pattern[str], str | Callable[[re.Match[str]], str]]
 _RULES: tuple[_Rule, ...] = (
-    (re.compile(r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"']+", re.I), " <url> "),
-    (re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+"), " <email> "),
-    (re.compile(r"\b[a-z]{2}\d{2}(?:[ -]?[a-z0-9]){11,30}\b", re.I), _iban),
-    (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)"), " <ip> "),
-    (re.compile(r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])", re.I), _ipv6),
-    (re.compile(r"(?<!\w)\d(?:[ -]?\d){12,18}(?!\w)"), " <card> "),
-    (re.compile(r"(?<![\w+])\+\d{7,15}(?!\w)"), " <phone> "),
-    (re.compile(r"(?<![\w+])(?:\+\s?)?\(?\d{1,5}\)?(?:[ ./-]{1,2}\(?\d{1,8}\)?){1,6}(?!\w)"),
-     _phone),
-    (re.compile(r"\d{6,}"), " <digits> "),
-    (re.compile(r"(?<![\w@])@[\w.]{2,30}"), " <handle> "),
+    (_LINK, re.compile(r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"']+", re.I), " <url> "),
+    (_AT, re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+"), " <email> "),
+    (_DIGIT, re.compile(r"\b[a-z]{2}\d{2}(?:[ -]?[a-z0-9]){11,30}\b", re.I), _iban),
+    (_DIGIT, re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)"), " <ip> "),
+    (_COLON, re.compile(r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])", re.I),
+     _ipv6),
+    (_DIGIT, re.compile(r"(?<!\w)\d(?:[ -]?\d){12,18}(?!\w)"), " <card> "),
+    (_DIGIT, re.compile(r"(?<![\w+])\+\d{7,15}(?!\w)"), " <phone> "),
+    (_DIGIT, re.compile(
+        r"(?<![\w+])(?:\+\s?)?\(?\d{1,5}\)?(?:[ ./-]{1,2}\(?\d{1,8}\)?){1,6}(?!\w)"), _phone),
+    (_DIGIT, re.compile(r"\d{6,}"), " <digits> "),
+    (_AT, re.compile(r"(?<![\w@])@[\w.]{2,30}"), " <handle> "),
 )
 
 
@@ -116,8 +121,10 @@ def scrub_text(text: str) -> str:
         # One character more, so a word that ends right at the cap is kept.
         kept = _UP_TO_LAST_SPACE.match(text[:MAX_QUERY_CHARS + 1])
         text = kept.group(1) if kept else ""
-    for pattern, replacement in _RULES:
-        text = pattern.sub(replacement, text)
+    present = {needs: needs.search(text) is not None for needs in (_DIGIT, _AT, _COLON, _LINK)}
+    for needs, pattern, replacement in _RULES:
+        if present[needs]:
+            text = pattern.sub(replacement, text)
     return text
 
 
@@ -146,8 +153,7 @@ class PseudonymKey:
 
     def digest(self, user_id: str) -> bytes:
         """The keyed hash of a user id (the secret part of its pseudonym)."""
-        mac = hmac.new(self._user_key, user_id.encode("utf-8"), hashlib.sha256)
-        return mac.digest()[:_DIGEST_LEN]
+        return hmac.digest(self._user_key, user_id.encode("utf-8"), "sha256")[:_DIGEST_LEN]
 
     def pseudonym(self, digest: bytes) -> str:
         """The pseudonym of a digest: hex of the digest followed by its keyed check tag."""
@@ -162,14 +168,14 @@ class PseudonymKey:
 
     def sample_id(self, event_id: str) -> str:
         """The keyed hash of an event id: 128 bits in hex."""
-        return hmac.new(self._sample_key, event_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self._sample_key, event_id.encode("utf-8"), "sha256")[:16].hex()
 
     def _tag(self, digest: bytes) -> bytes:
-        return hmac.new(self._tag_key, digest, hashlib.sha256).digest()[:_TAG_LEN]
+        return hmac.digest(self._tag_key, digest, "sha256")[:_TAG_LEN]
 
 
 def _subkey(secret: bytes, purpose: bytes) -> bytes:
-    return hmac.new(secret, b"streamrec/" + purpose, hashlib.sha256).digest()
+    return hmac.digest(secret, b"streamrec/" + purpose, "sha256")
 
 
 class Anonymizer:
