@@ -63,7 +63,7 @@ class RangeReader:
 
     def __init__(self, bootstrap: str, rng: ReplayRange, *, positions: dict[int, int] | None = None,
                  group_id: str | None = None, batch_size: int = DEFAULT_BATCH,
-                 poll_timeout_s: float = 0.5) -> None:
+                 poll_timeout_s: float = 0.2) -> None:
         self.range = rng
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
@@ -112,6 +112,8 @@ class RangeReader:
                     continue
                 batch.append(msg)
                 positions[partition] = offset + 1
+                if offset + 1 == ends[partition]:
+                    self._finish(partition)  # done now, rather than at the next poll's timeout
             yield batch
 
     def _on_event(self, msg: Record, err: KafkaError) -> None:

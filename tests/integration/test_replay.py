@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from connectors.producer import RecordProducer
 from connectors.replay import (
@@ -44,12 +44,14 @@ class Rec:
     headers: tuple[tuple[str, bytes], ...]
 
     def origin(self) -> tuple[str, int, int, int]:
-        h = dict(self.headers)
+        """The origin headers a replay appended (the last four headers)."""
+        h = dict(self.headers[-4:])
         return (h[ORIGIN_TOPIC].decode(), int(h[ORIGIN_PARTITION]), int(h[ORIGIN_OFFSET]),
                 int(h[ORIGIN_TIMESTAMP]))
 
-    def user_headers(self) -> tuple[tuple[str, bytes], ...]:
-        return tuple(h for h in self.headers if not h[0].startswith("streamrec.origin."))
+    def copied_headers(self) -> tuple[tuple[str, bytes], ...]:
+        """The headers before the origin headers: those of the record it copies."""
+        return self.headers[:-4]
 
 
 def fill(bootstrap: str, topic: str, count: int, users: int = 40, start_ms: int = T0,
@@ -108,7 +110,7 @@ def assert_exact_copy(source: list[Rec], target: list[Rec], source_topic: str,
         topic, partition, offset, timestamp = copy.origin()
         original = by_origin[(partition, offset)]
         assert topic == source_topic and timestamp == original.timestamp
-        assert (copy.key, copy.value, copy.user_headers()) == (
+        assert (copy.key, copy.value, copy.copied_headers()) == (
             original.key, original.value, original.headers)
         if same_partitions:
             assert copy.partition == original.partition
@@ -191,6 +193,33 @@ def test_kill_9_mid_replay_then_resume_copies_each_record_exactly_once(
     assert len(read_all(kafka.private, target)) == 4000
 
 
+def test_a_source_with_aborted_transactions_replays_its_committed_records_only(
+        kafka, topic_factory, cli) -> None:
+    source = topic_factory("txn", partitions=2)
+    producer = Producer({"bootstrap.servers": kafka.private,
+                         "transactional.id": f"test-{uuid.uuid4().hex}"})
+    producer.init_transactions(30)
+    for batch, commit in [(range(0, 100), True), (range(100, 150), False),
+                          (range(150, 250), True)]:
+        producer.begin_transaction()
+        for i in batch:
+            producer.produce(source, f"v{i}".encode(), f"k{i % 9}".encode())
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+    target = f"{source}.replay"
+    started = time.monotonic()
+    # The ranges end with a commit marker, after the last record: the end is found by EOF.
+    result = replay(kafka, cli, "--from-topic", source, "--to-topic", target,
+                    "--offsets", "0:0-,1:0-", "--rate", "0")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 20
+    committed = read_all(kafka.private, source)
+    assert len(committed) == 200
+    assert_exact_copy(committed, read_all(kafka.private, target), source)
+
+
 def _wait_for_progress(checkpoint, at_least: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -234,7 +263,7 @@ def test_transform_callback_rewrites_and_drops_records(kafka, topic_factory) -> 
     got = read_all(kafka.private, target)
     assert report.read == 400 and report.written == len(got) == report.read - report.dropped
     assert all(r.origin()[2] % 2 == 0 and r.value == b"seen:" + r.key for r in got)
-    assert all(r.user_headers() == (("kind", b"sample"),) for r in got)
+    assert all(r.copied_headers() == (("kind", b"sample"),) for r in got)
 
 
 def test_dry_run_shows_ranges_and_copies_nothing(kafka, topic_factory, cli) -> None:
