@@ -175,7 +175,7 @@ class Mirror:
             return {}
         prefix = self._progress_key("")
         reader = Consumer({**self._consumer_config(self.config.public_bootstrap),
-                           "isolation.level": "read_committed", "enable.partition.eof": True})
+                           "enable.partition.eof": True})
         try:
             reader.assign([tp])
             progress: dict[int, int] = {}
@@ -197,7 +197,8 @@ class Mirror:
 
     def _public_end(self, tp: TopicPartition) -> int:
         """The high watermark of a public partition, uncommitted records included."""
-        probe = Consumer(self._consumer_config(self.config.public_bootstrap))
+        probe = Consumer({**self._consumer_config(self.config.public_bootstrap),
+                          "isolation.level": "read_uncommitted"})
         try:
             return probe.get_watermark_offsets(tp, timeout=self.config.timeout_s)[1]
         finally:
@@ -224,7 +225,7 @@ class Mirror:
         c = self.config
         last_record = last_metrics = time.monotonic()
         while not self._stop.is_set():
-            if self._ends is not None and all(self._next[p] >= e for p, e in self._ends.items()):
+            if self._caught_up():
                 return
             msgs = [m for m in self._consumer.consume(c.batch_size, 0.5) if self._usable(m)]
             now = time.monotonic()
@@ -237,6 +238,18 @@ class Mirror:
             if now - last_metrics >= c.metrics_interval_s:
                 self._log_metrics()
                 last_metrics = now
+
+    def _caught_up(self) -> bool:
+        """With ``once``: whether every partition is read to where it ended at the start.
+
+        The consumer's position counts, not just the records copied: a partition written with
+        transactions ends in a commit marker, which is never handed out as a record.
+        """
+        if self._ends is None:
+            return False
+        tps = [TopicPartition(self.config.source_topic, p) for p in self._ends]
+        return all(max(tp.offset, self._next[tp.partition]) >= self._ends[tp.partition]
+                   for tp in self._consumer.position(tps))
 
     def _usable(self, msg: Message) -> bool:
         err = msg.error()
@@ -366,9 +379,11 @@ class Mirror:
 
     def _consumer_config(self, bootstrap: str | None = None) -> dict[str, Any]:
         # No group membership: partitions are assigned by hand, offsets live in the progress topic.
+        # read_committed: samples of a worker transaction that aborted must not cross.
         return {"bootstrap.servers": bootstrap or self.config.private_bootstrap,
                 "group.id": f"streamrec-mirror:{self.config.source_topic}",
-                "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+                "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed"}
 
     def _close(self) -> None:
         if self._producer is not None and self._txn != "none":

@@ -9,10 +9,11 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from connectors.anonymizer import Anonymizer
 from connectors.mirror import Mirror, MirrorConfig, MirrorError
@@ -138,6 +139,27 @@ def test_records_that_fail_the_privacy_check_go_to_the_private_dlq(kafka, topic_
     assert "query_buckets outside" in letters[b"buckets"]["reason"]
     assert "key is not the sample's pseudonym" in letters[b"alice"]["reason"]
     assert letters[b"garbage"]["value"] == b"alice@example.org"  # kept whole, privately
+
+
+def test_aborted_worker_transactions_do_not_cross(kafka, topic_factory, unique) -> None:
+    source, target = topic_factory("samples"), unique("train")
+    anon, kept = anonymizer(), []
+    worker = Producer({"bootstrap.servers": kafka.private, "transactional.id": unique("worker")})
+    worker.init_transactions(30)
+    for n, commit in ((50, True), (20, False), (30, True)):
+        worker.begin_transaction()
+        for i in range(n):
+            sample = anon.anonymize({"event_id": uuid.uuid4().hex, "user_id": f"u{i}",
+                                     "type": "click", "item_id": "i", "timestamp": 0}, i)
+            worker.produce(source, CODEC.encode("training_sample", sample),
+                           sample["pseudonym"].encode())
+            kept += [sample["sample_id"]] if commit else []
+        worker.flush(30)  # the aborted records reach the broker, as a crashed worker's would
+        (worker.commit_transaction if commit else worker.abort_transaction)(30)
+    # ``once`` ends although every partition ends in a commit marker, not a record.
+    stats = Mirror(config(kafka, source, target), anonymizer()).run()
+    assert stats.copied == 80
+    assert sorted(s["sample_id"] for s in read_all(kafka.public, target)) == sorted(kept)
 
 
 def test_topics_off_the_allowlist_are_refused(kafka, cli, unique) -> None:
