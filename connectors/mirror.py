@@ -14,9 +14,10 @@ was in flight is read again and written again, and the aborted first copy is inv
 
 Only topics on the allow-list are mirrored, only records that decode as TrainingSample and pass
 ``Anonymizer.violation``; they are re-encoded (only the schema's fields cross), keyed by pseudonym,
-without headers and time-stamped with the hour of copying, not the exact time. Rejected records go
-to ``<source>.dlq`` on the private cluster (at least once: a crash before the public commit repeats
-them). While the public cluster is unreachable the mirror retries with backoff and reads nothing.
+without headers and time-stamped with the time bucket of copying, not the exact time. Rejected
+records go to ``<source>.dlq`` on the private cluster (at least once: a crash before the public
+commit repeats them). While the public cluster is unreachable the mirror retries with backoff and
+reads nothing.
 """
 
 from __future__ import annotations
@@ -315,9 +316,10 @@ class Mirror:
         if self._txn == "none":
             producer.begin_transaction()
             self._txn = "open"
-            hour = coarsen_time(int(time.time() * 1000), 3_600_000)
+            # The broker would stamp the exact time of copying, close to the event's own time.
+            stamp = coarsen_time(int(time.time() * 1000), self.anonymizer.time_bucket_ms)
             for partition, key, value in records:
-                producer.produce(c.target_topic, value, key, partition, timestamp=hour)
+                producer.produce(c.target_topic, value, key, partition, timestamp=stamp)
             for partition, offset in ends.items():
                 producer.produce(c.progress_topic, json.dumps({"next_offset": offset}).encode(),
                                  self._progress_key(partition), 0)
