@@ -39,13 +39,16 @@ def produce_samples(bootstrap: str, topic: str, n: int, start: int = 0) -> list[
                      "query": f"red shoes size {i % 50}", "timestamp": 1_700_000_000_000 + i}
             sample = anon.anonymize(event, seq=i)
             ids.append(sample["sample_id"])
+            # A header a careless worker might add: the mirror must not carry it across.
             producer.produce(topic, sample["pseudonym"].encode(),
-                             CODEC.encode("training_sample", sample))
+                             CODEC.encode("training_sample", sample),
+                             headers=[("client-ip", b"203.0.113.5")])
     return ids
 
 
 def read_all(bootstrap: str, topic: str, settled: bool = True) -> list[dict]:
-    """Every committed, decoded record of ``topic``, all partitions.
+    """Every committed, decoded record of ``topic``, all partitions (``_timestamp`` and
+    ``_headers`` of the Kafka record are added to the sample's fields).
 
     ``settled``: read up to the high watermark, waiting for open transactions and for the commit
     markers the broker writes just after a commit returns; otherwise stop at the stable offset.
@@ -62,7 +65,8 @@ def read_all(bootstrap: str, topic: str, settled: bool = True) -> list[dict]:
         while left and time.monotonic() < deadline:
             msg = consumer.poll(0.2)
             if msg is not None and not msg.error():
-                out.append(CODEC.decode(CODEC.writer_of(msg.value()).name, msg.value()))
+                record = CODEC.decode(CODEC.writer_of(msg.value()).name, msg.value())
+                out.append({**record, "_timestamp": msg.timestamp()[1], "_headers": msg.headers()})
                 continue
             if msg is not None:
                 assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
@@ -104,6 +108,8 @@ def test_copies_each_sample_once_and_resumes_where_it_stopped(kafka, topic_facto
     assert Mirror(config(kafka, source, target), anonymizer()).run().copied == 700
     got = read_all(kafka.public, target)
     assert Counter(s["sample_id"] for s in got) == Counter(first + second)
+    # Public records carry no headers and no exact time: Kafka timestamps are time buckets.
+    assert all(s["_headers"] is None and s["_timestamp"] % 3_600_000 == 0 for s in got)
     # A user's samples stay in order: same key, same partition, seq rising.
     by_user: dict[str, list[int]] = {}
     for s in got:
