@@ -168,6 +168,16 @@ def test_aborted_worker_transactions_do_not_cross(kafka, topic_factory, unique) 
     assert sorted(s["sample_id"] for s in read_all(kafka.public, target)) == sorted(kept)
 
 
+def test_idle_exit_ends_a_quiet_mirror(kafka, topic_factory, unique) -> None:
+    source, target = topic_factory("samples"), unique("train")
+    produce_samples(kafka.private, source, 10)
+    quiet = MirrorConfig(kafka.private, kafka.public, source, target, allowlist=(source,),
+                         progress_topic=f"_progress-{source}", idle_exit_s=1.0)
+    started = time.monotonic()
+    assert Mirror(quiet, anonymizer()).run().copied == 10
+    assert time.monotonic() - started < 20
+
+
 def test_topics_off_the_allowlist_are_refused(kafka, cli, unique) -> None:
     with pytest.raises(MirrorError, match="not on the mirror allow-list"):
         Mirror(MirrorConfig("x", "y", "events", "t", allowlist=("samples.anon",)), anonymizer())
