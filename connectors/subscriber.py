@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,12 +63,14 @@ class Subscriber:
         idle_timeout_s: float | None = None,
         group_id: str | None = None,
         codec: Codec | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.topic = topic
         self.user_key = user_id.encode() if user_id is not None else None
         self.max_records = max_records
         self.idle_timeout_s = idle_timeout_s
         self.codec = codec or default_codec()
+        self.should_stop = should_stop
         self.undecodable = 0
         self.last_error: str | None = None
         # Without a group the subscription is anonymous: a fresh group that commits nothing.
@@ -87,6 +89,8 @@ class Subscriber:
         last_seen = time.monotonic()
         try:
             while self.max_records is None or count < self.max_records:
+                if self.should_stop is not None and self.should_stop():
+                    return
                 msg = self._consumer.poll(0.2)
                 if msg is None:
                     if self.idle_timeout_s is not None and (

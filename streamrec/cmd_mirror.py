@@ -9,20 +9,10 @@ import sys
 
 from confluent_kafka import KafkaException
 
-from connectors.anonymizer import Anonymizer
 from connectors.mirror import PROGRESS_TOPIC, Mirror, MirrorConfig, MirrorError
+from streamrec.components import anonymizer_for
 from streamrec.errors import StreamrecError, UsageError
 from streamrec.settings import Settings
-
-
-def anonymizer_for(settings: Settings) -> Anonymizer:
-    """The Anonymizer of the settings' privacy fields (current and previous secrets)."""
-    return Anonymizer(
-        settings.pseudonym_secret.get_secret_value().encode(), settings.pseudonym_key_version,
-        n_buckets=settings.token_buckets, time_bucket_ms=settings.time_bucket_ms,
-        sample_rate=settings.sample_rate,
-        previous_secrets={v: s.get_secret_value().encode()
-                          for v, s in settings.previous_pseudonym_secrets.items()})
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

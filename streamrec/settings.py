@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     batch_max_ms: float = Field(20.0, gt=0, description="...or after this many milliseconds.")
     history_len: int = Field(50, ge=1, description="Recent items kept per user.")
     web_port: int = Field(6066, description="HTTP port of the worker (views and /metrics).")
+    emit_samples: bool = Field(True, description="Workers send anonymised training samples "
+                               "to samples_topic (the learning loop's input).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "warning", description="Log level of workers and long-running commands.")
     scoring_device: Literal["auto", "cpu", "cuda"] = Field(

@@ -31,8 +31,8 @@ import faust
 from faust.streams import _current_event  # private, but the only way to set an event's context
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from model.tokens import normalize_query, token_buckets
 from schemas import default_codec
+from streamrec.components import anonymizer_for
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, Incoming
 from streams.popularity import DecayedPopularity
@@ -132,6 +132,7 @@ def create_worker(settings: Any) -> Worker:
     # The recommendations topic is the changelog of the latest-recs table: writing the table
     # publishes the record, and a restarted worker restores the table from the topic.
     recs_topic = app.topic(settings.recommendations_topic, **raw)
+    samples_topic = app.topic(settings.samples_topic, **raw)
     dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw", partitions=1)
     table_args = {"partitions": settings.partitions, "key_type": str, "value_type": bytes}
@@ -141,11 +142,13 @@ def create_worker(settings: Any) -> Worker:
 
     metrics = WorkerMetrics()
     scorer = ScorerHolder(settings.model_dir, settings.scoring_device, metrics)
-    secret = settings.pseudonym_secret.get_secret_value().encode()
+    anonymizer = anonymizer_for(settings)
     processor = BatchProcessor(
         default_codec(), top_k=settings.top_k, history_len=settings.history_len,
-        buckets=lambda q: token_buckets(normalize_query(q), secret, settings.token_buckets),
-        popularity=DecayedPopularity(), source=f"worker:{socket.gethostname()}",
+        # Scoring hashes a search exactly as training samples do: scrubbed, then keyed buckets.
+        buckets=anonymizer.query_buckets, popularity=DecayedPopularity(),
+        anonymize=anonymizer.anonymize if settings.emit_samples else None,
+        source=f"worker:{socket.gethostname()}",
     )
     worker = Worker(app, metrics, scorer, processor)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
@@ -167,6 +170,10 @@ def create_worker(settings: Any) -> Worker:
             for dead in result.dead_letters:
                 metrics.events_dead_lettered.labels(dead["stage"]).inc()
                 await dlq_topic.send(key=dead["key"], value=codec.encode("dead_letter", dead))
+            for sample in result.samples:
+                await samples_topic.send(key=sample["pseudonym"].encode(),
+                                         value=codec.encode("training_sample", sample))
+            metrics.samples.inc(len(result.samples))
             pending = list(result.pending.values())
             if not pending:
                 continue

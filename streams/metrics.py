@@ -21,6 +21,8 @@ class WorkerMetrics:
         self.events_dead_lettered = Counter(
             "streamrec_events_dead_lettered", "Events sent to the dead-letter topic",
             ["stage"], registry=r)
+        self.samples = Counter("streamrec_samples", "Anonymised training samples emitted",
+                               registry=r)
         self.recommendations = Counter("streamrec_recommendations",
                                        "Recommendations published", ["strategy"], registry=r)
         self.batch_size = Histogram("streamrec_batch_size", "Events per micro-batch",

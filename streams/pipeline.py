@@ -65,6 +65,7 @@ class BatchResult:
 
     pending: dict[str, Pending] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # anonymised, for training
     applied: int = 0
     duplicates: int = 0
 
@@ -74,12 +75,14 @@ class BatchProcessor:
 
     def __init__(self, codec: Codec, *, top_k: int, history_len: int,
                  buckets: Callable[[str], list[int]], popularity: DecayedPopularity,
+                 anonymize: Callable[[dict[str, Any], int], dict[str, Any] | None] | None = None,
                  source: str = "worker") -> None:
         self.codec = codec
         self.top_k = top_k
         self.history_len = history_len
         self.buckets = buckets
         self.popularity = popularity
+        self.anonymize = anonymize
         self.source = source
 
     def apply(self, batch: Sequence[Incoming], store: StateStore) -> BatchResult:
@@ -106,6 +109,12 @@ class BatchProcessor:
                     clicked.append(event["item_id"])
             else:
                 result.duplicates += 1
+            if self.anonymize is not None:
+                # Redelivered events are sampled again: the sample id is stable, so the trainer
+                # drops the copy, and a sample lost in a crash is not lost for good.
+                sample = self.anonymize(event, msg.offset)
+                if sample is not None:
+                    result.samples.append(sample)
             result.pending[user] = Pending(user, state, event, msg)
         for user in changed:
             pending = result.pending[user]
