@@ -1,0 +1,276 @@
+"""Pipeline benchmark: one streamrec worker against a naive per-event baseline, same brokers/data.
+
+Measures, on real brokers with real data (Amazon Beauty, ~12k items, users interleaved so a
+batch rarely holds two events of one user):
+
+1. sustained throughput: a backlog of N events, time from the first event taken to the last one
+   applied (events/s), for the worker and for the baseline;
+2. event→recommendation latency at a fixed rate (default 1,000 events/s): Kafka timestamp of the
+   event to the moment the recommendation reaches a subscriber (p50/p95/p99);
+3. peak RSS of the worker process.
+
+The baseline is what one would write first: a confluent-kafka loop that decodes each event,
+updates an in-memory history, scores that one user with torch eager, and produces the result.
+
+    python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from connectors.datasets import read_events  # noqa: E402
+from connectors.producer import EventProducer  # noqa: E402
+from connectors.subscriber import Subscriber  # noqa: E402
+from connectors.topics import TopicSpec, ensure_topics  # noqa: E402
+from streamrec.settings import Settings  # noqa: E402
+from tests.integration.workers import WorkerProcess  # noqa: E402
+
+BEAUTY = REPO.parent / "shared" / "datasets" / "amazon-beauty-s3rec" / "Beauty.txt"
+
+
+def interleaved_events(limit: int, seed: int = 7) -> list[dict]:
+    """Beauty events with users interleaved round-robin (each user's order kept)."""
+    per_user: dict[str, list[dict]] = defaultdict(list)
+    for event in read_events("s3rec", BEAUTY):
+        event.pop("timestamp", None)
+        per_user[event["user_id"]].append(event)
+    queues = list(per_user.values())
+    random.Random(seed).shuffle(queues)
+    out: list[dict] = []
+    while queues and len(out) < limit:
+        queues = [q for q in queues if q]
+        for queue in queues:
+            out.append(queue.pop(0))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def ensure_model(path: Path | None, work: Path) -> Path:
+    """The given artifact, or a Beauty model trained once with the demo preset."""
+    if path is not None:
+        return path
+    out = work / "beauty-model"
+    if not (out / "metadata.json").exists():
+        data = work / "beauty-events.jsonl"
+        data.write_text("".join(json.dumps(e) + "\n" for e in read_events("s3rec", BEAUTY)))
+        subprocess.run([sys.executable, "-m", "streamrec", "train", "--dataset", str(data),
+                        "--format", "events", "--out", str(out), "--preset", "demo",
+                        "--overwrite"], check=True, capture_output=True)
+    return out
+
+
+def fresh_env(settings: Settings, tag: str) -> dict[str, str]:
+    """Environment for a worker on fresh topics and a fresh consumer group."""
+    import os
+
+    suffix = f"{tag}-{int(time.time() * 1000) % 10**9}"
+    env = dict(os.environ, STREAMREC_EVENTS_TOPIC=f"bench-events-{suffix}",
+               STREAMREC_RECOMMENDATIONS_TOPIC=f"bench-recs-{suffix}",
+               STREAMREC_DLQ_TOPIC=f"bench-dlq-{suffix}", STREAMREC_APP_ID=f"bench-{suffix}",
+               STREAMREC_PRIVATE_BOOTSTRAP=settings.private_servers)
+    ensure_topics(settings.private_servers, [
+        TopicSpec(env["STREAMREC_EVENTS_TOPIC"], settings.partitions),
+        TopicSpec(env["STREAMREC_RECOMMENDATIONS_TOPIC"], settings.partitions)])
+    return env
+
+
+def produce_all(bootstrap: str, topic: str, events: list[dict], rate: float | None = None
+                ) -> None:
+    """Produce events, paced at ``rate`` per second when given."""
+    from connectors.pacing import Pacer
+
+    pace = Pacer(rate, burst=10) if rate else None
+    with EventProducer(bootstrap, topic) as producer:
+        for event in events:
+            if pace:
+                pace()
+            producer.send(event)
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's resident memory until stopped; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.peak, self.running = psutil.Process(pid), 0, True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.2)
+
+
+def worker_throughput(settings: Settings, model: Path, events: list[dict], work: Path
+                      ) -> dict:
+    """Events/s of one worker draining a backlog."""
+    env = fresh_env(settings, "tput")
+    produce_all(settings.private_servers, env["STREAMREC_EVENTS_TOPIC"], events)
+    worker = WorkerProcess(env, work / "tput", model).start()
+    rss = RssSampler(worker.proc.pid)
+    rss.start()
+    try:
+        first = None
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            taken = worker.metric("streamrec_events_in_total")
+            if taken and first is None:
+                first = time.monotonic()
+            if worker.metric("streamrec_recommendations_total") and taken >= len(events) and \
+                    worker.metric("streamrec_events_applied_total") >= len(events):
+                break
+            time.sleep(0.1)
+        seconds = time.monotonic() - (first or time.monotonic())
+        batches = worker.metric("streamrec_batch_size_count")
+        return {"events": len(events), "seconds": round(seconds, 2),
+                "events_per_s": round(len(events) / seconds, 1),
+                "mean_batch": round(len(events) / max(batches, 1), 1),
+                "peak_rss_mb": round(rss.peak / 2**20, 1)}
+    finally:
+        rss.running = False
+        worker.stop()
+
+
+def latencies_at_rate(bootstrap: str, env: dict, events: list[dict], rate: float) -> list[float]:
+    """Produce at ``rate`` and collect event→recommendation latencies seen by a subscriber."""
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def collect() -> None:
+        for rec in Subscriber(bootstrap, env["STREAMREC_RECOMMENDATIONS_TOPIC"],
+                              should_stop=stop.is_set):
+            latencies.append(time.time() * 1000 - rec.value["cause_ingest_time"])
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    time.sleep(4)  # the subscriber joins its group before the first event
+    produce_all(bootstrap, env["STREAMREC_EVENTS_TOPIC"], events, rate)
+    time.sleep(5)
+    stop.set()
+    reader.join(10)
+    return latencies
+
+
+def summary(latencies: list[float], sent: int) -> dict:
+    """Percentiles of a latency sample (ms)."""
+    if not latencies:
+        return {"recommendations": 0, "events": sent}
+    qs = statistics.quantiles(latencies, n=100)
+    return {"events": sent, "recommendations": len(latencies), "p50_ms": round(qs[49], 1),
+            "p95_ms": round(qs[94], 1), "p99_ms": round(qs[98], 1),
+            "max_ms": round(max(latencies), 1)}
+
+
+def worker_latency(settings: Settings, model: Path, events: list[dict], rate: float,
+                   work: Path) -> dict:
+    """Latency percentiles of the worker at a fixed input rate."""
+    env = fresh_env(settings, "lat")
+    worker = WorkerProcess(env, work / "lat", model).start()
+    try:
+        time.sleep(3)
+        return summary(latencies_at_rate(settings.private_servers, env, events, rate),
+                       len(events))
+    finally:
+        worker.stop()
+
+
+def baseline(settings: Settings, model: Path, events: list[dict], paced: list[dict],
+             rate: float, budget_s: float) -> dict:
+    """The naive loop's throughput on a backlog and its latency at ``rate``."""
+    from benchmarks.naive_baseline import NaiveLoop
+
+    env = fresh_env(settings, "base")
+    loop = NaiveLoop(settings.private_servers, env, model)
+    produce_all(settings.private_servers, env["STREAMREC_EVENTS_TOPIC"], events)
+    done, seconds = loop.run(len(events), budget_s)
+    tput = {"events": done, "seconds": round(seconds, 2),
+            "events_per_s": round(done / seconds, 1)}
+    env = fresh_env(settings, "base-lat")
+    loop = NaiveLoop(settings.private_servers, env, model)
+    runner = threading.Thread(target=loop.run, args=(10**9, budget_s + 40), daemon=True)
+    runner.start()
+    lat = summary(latencies_at_rate(settings.private_servers, env, paced, rate), len(paced))
+    loop.stop = True
+    runner.join(30)
+    return {"throughput": tput, "latency": lat}
+
+
+def plot(result: dict, path: Path) -> None:
+    """Bar chart of throughput and latency percentiles, worker vs baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    names = ["streamrec worker", "naive baseline"]
+    rates = [result["worker"]["throughput"]["events_per_s"],
+             result["baseline"]["throughput"]["events_per_s"]]
+    left.bar(names, rates, color=["tab:blue", "tab:gray"])
+    left.set_ylabel("events/s (backlog)")
+    left.set_title("Sustained throughput")
+    for i, key in enumerate(("p50_ms", "p95_ms", "p99_ms")):
+        vals = [result["worker"]["latency"].get(key, 0), result["baseline"]["latency"].get(key, 0)]
+        right.bar([x + i * 0.25 for x in range(2)], vals, width=0.25, label=key)
+    right.set_xticks([0.25, 1.25], names)
+    right.set_yscale("log")
+    right.set_ylabel("ms (log)")
+    right.set_title(f"Event→recommendation at {result['rate']:.0f} events/s")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both systems and print and write the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=60_000, help="backlog size")
+    parser.add_argument("--rate", type=float, default=1000.0, help="events/s for latency")
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--baseline-budget", type=float, default=60.0,
+                        help="seconds the baseline may take per phase")
+    parser.add_argument("--model", type=Path, help="artifact to serve (default: train one)")
+    parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "pipeline.json")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    work = settings.data_dir.resolve() / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    model = ensure_model(args.model, work)
+    backlog = interleaved_events(args.events)
+    paced = interleaved_events(int(args.rate * args.latency_seconds), seed=11)
+    result = {"machine": f"{psutil.cpu_count()} cores", "model": str(model), "rate": args.rate,
+              "catalogue_items": json.loads((model / "metadata.json").read_text())
+              ["config"]["n_items"]}
+    result["worker"] = {"throughput": worker_throughput(settings, model, backlog, work)}
+    result["worker"]["latency"] = worker_latency(settings, model, paced, args.rate, work)
+    result["baseline"] = baseline(settings, model, backlog, paced, args.rate,
+                                  args.baseline_budget)
+    result["ratio_throughput"] = round(result["worker"]["throughput"]["events_per_s"]
+                                       / result["baseline"]["throughput"]["events_per_s"], 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    plot(result, args.out.with_suffix(".png"))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
