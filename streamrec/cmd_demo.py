@@ -1,0 +1,96 @@
+"""``streamrec demo`` — the whole private-cloud path live on this machine (see streamrec.demo)."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from streamrec import demo
+from streamrec.broker import start_clusters
+from streamrec.cmd_broker import distribution, local_clusters
+from streamrec.errors import UsageError
+from streamrec.settings import Settings
+from streamrec.topology import ensure_private_topics, ensure_public_topics
+
+
+def _brokers(settings: Settings) -> list:
+    """Start the local clusters unless they run; return those this demo started."""
+    clusters = local_clusters(settings)
+    started = start_clusters(clusters, distribution(settings), settings.broker_start_timeout_s)
+    ensure_private_topics(settings)
+    ensure_public_topics(settings)
+    return [c for c in clusters if c.name in started]
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    console = Console()
+    data_root = args.datasets or demo.find_datasets(Path.cwd())
+    if args.datasets and not (args.datasets / demo.YOOCHOOSE).is_dir():
+        raise UsageError(f"{args.datasets} has no {demo.YOOCHOOSE}/ folder; point --datasets "
+                         "at the shared datasets or use --synthetic")
+    if args.synthetic:
+        data_root = None
+    work = settings.data_dir / "demo"
+    console.print("[bold]streamrec demo[/]: starting the local Kafka clusters ...")
+    started = _brokers(settings)
+    worker = None
+    stop = threading.Event()
+    try:
+        train_file, live, source = demo.demo_data(data_root, work)
+        tag = "yoochoose" if data_root else "synthetic"
+        model = demo.train_model(train_file, settings.model_store / f"demo-{tag}",
+                                 work / "train.log")
+        console.print(f"model ready: {model}; starting a worker (log: {work / 'worker.log'})")
+        worker = demo.start_worker(model, settings, work / "worker.log")
+        stats = demo.LiveStats()
+        threads = [
+            threading.Thread(target=demo.follow_recommendations, args=(settings, stats, stop),
+                             daemon=True),
+            threading.Thread(target=demo.stream_events,
+                             args=(settings, live, args.rate, stats, stop), daemon=True),
+        ]
+        threads[0].start()
+        time.sleep(3)  # the subscriber joins before the first event is sent
+        threads[1].start()
+        _show(console, stats, source, worker, args.duration, threads[1])
+    except KeyboardInterrupt:
+        console.print("stopping ...")
+    finally:
+        stop.set()
+        if worker is not None:
+            demo.stop_process(worker)
+        if not args.keep_brokers:
+            for cluster in started:
+                cluster.stop()
+    return 0 if worker is None or worker.returncode in (0, -15, None) else 1
+
+
+def _show(console: Console, stats, source: str, worker, duration: float | None,
+          producer: threading.Thread) -> None:
+    deadline = time.monotonic() + duration if duration else None
+    with Live(demo.render(stats, source, True), console=console, refresh_per_second=2) as live:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.5)
+            live.update(demo.render(stats, source, worker.poll() is None))
+            if not producer.is_alive() and stats.recommendations and deadline is None:
+                time.sleep(3)  # let the last recommendations arrive
+                live.update(demo.render(stats, source, worker.poll() is None))
+                break
+    console.print("[bold]demo finished[/]: all live events streamed.")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``demo``."""
+    p = sub.add_parser("demo", help="run the live demo (local brokers, model, worker, data)")
+    p.add_argument("--rate", type=float, default=300.0, help="events per second (default 300)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--datasets", type=Path, help="the shared datasets folder (found if beside)")
+    p.add_argument("--synthetic", action="store_true", help="use generated data instead")
+    p.add_argument("--keep-brokers", action="store_true",
+                   help="leave the clusters running afterwards")
+    p.set_defaults(func=run)

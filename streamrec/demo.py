@@ -1,0 +1,178 @@
+"""The live demo: local clusters, a trained model, a worker, real events streaming, a live view.
+
+Everything it starts it stops again on Ctrl-C (or after ``--duration`` seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.table import Table
+
+from connectors.datasets import read_events
+from connectors.pacing import Pacer
+from connectors.producer import EventProducer
+from connectors.subscriber import Subscriber
+from connectors.synthetic import SyntheticConfig, generate_events
+from streamrec.errors import StreamrecError
+from streamrec.settings import Settings
+
+YOOCHOOSE = "yoochoose-rsc15-100k"
+
+
+def find_datasets(start: Path) -> Path | None:
+    """The shared datasets folder beside the checkout (or None)."""
+    for base in (start, *start.parents):
+        candidate = base.parent / "shared" / "datasets"
+        if (candidate / YOOCHOOSE).is_dir():
+            return candidate
+    return None
+
+
+def demo_data(data_root: Path | None, work: Path) -> tuple[Path, list[dict], str]:
+    """Training events (a JSONL file) and the events to stream, from YooChoose or synthetic."""
+    work.mkdir(parents=True, exist_ok=True)
+    if data_root is not None:
+        folder = data_root / YOOCHOOSE
+        train = list(read_events("yoochoose", folder / "yoochoose-clicks-100k_train_full.txt"))
+        live = list(read_events("yoochoose", folder / "yoochoose-clicks-100k_test.txt"))
+        source = f"YooChoose (RecSys 2015): train {len(train):,} clicks, stream {len(live):,}"
+    else:
+        events = list(generate_events(SyntheticConfig(users=4000, items=2000, events=60_000)))
+        split = int(len(events) * 0.8)
+        train, live = events[:split], events[split:]
+        source = f"synthetic shop: train {len(train):,} events, stream {len(live):,}"
+    path = work / "train-events.jsonl"
+    if not path.exists():
+        path.write_text("".join(json.dumps(e) + "\n" for e in train))
+    return path, live, source
+
+
+def train_model(events: Path, out: Path, log: Path) -> Path:
+    """Train the demo model once (about a minute on 2 CPU cores); reuse it afterwards."""
+    if (out / "metadata.json").exists():
+        return out
+    print(f"training the demo model (log: {log}) ...", flush=True)
+    cmd = [sys.executable, "-m", "streamrec", "train", "--dataset", str(events), "--format",
+           "events", "--out", str(out), "--preset", "demo", "--overwrite"]
+    with open(log, "wb") as sink:
+        result = subprocess.run(cmd, stdout=sink, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise StreamrecError(f"training the demo model failed; see {log}")
+    return out
+
+
+@dataclass
+class LiveStats:
+    """What the live view shows, updated by the producer and subscriber threads."""
+
+    produced: int = 0
+    recommendations: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=5000))
+    hits: int = 0
+    judged: int = 0
+    last_recs: dict[str, list[str]] = field(default_factory=dict)
+    recent: deque = field(default_factory=lambda: deque(maxlen=5))
+    model_version: str = "-"
+    started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_event(self, event: dict) -> None:
+        """Judge the previous recommendation against the user's next click."""
+        with self.lock:
+            self.produced += 1
+            previous = self.last_recs.get(event["user_id"])
+            if previous is not None and event["type"] == "click":
+                self.judged += 1
+                self.hits += event["item_id"] in previous
+
+    def on_recommendation(self, rec: dict) -> None:
+        with self.lock:
+            self.recommendations += 1
+            self.latencies_ms.append(rec["produced_at"] - rec["cause_ingest_time"])
+            self.last_recs[rec["user_id"]] = [i["item_id"] for i in rec["items"]]
+            self.recent.append(rec)
+            self.model_version = rec["model_version"]
+
+    def percentile(self, q: float) -> float:
+        with self.lock:
+            values = sorted(self.latencies_ms)
+        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def start_worker(model: Path, settings: Settings, log: Path) -> subprocess.Popen:
+    """A worker in its own process group, so stopping the demo stops it too."""
+    cmd = [sys.executable, "-m", "streamrec", "worker", "--model", str(model)]
+    sink = open(log, "ab")  # noqa: SIM115 - the worker owns it until it exits
+    return subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ))
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 20) -> None:
+    """SIGTERM the process group, SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def stream_events(settings: Settings, events: list[dict], rate: float, stats: LiveStats,
+                  stop: threading.Event) -> None:
+    """Produce the live events at ``rate`` per second until done or stopped."""
+    pace = Pacer(rate)
+    with EventProducer(settings.private_servers, settings.events_topic) as producer:
+        for event in events:
+            if stop.is_set():
+                break
+            pace()
+            producer.send(event)
+            stats.on_event(event)
+
+
+def follow_recommendations(settings: Settings, stats: LiveStats, stop: threading.Event) -> None:
+    """Feed every new recommendation into the live statistics until stopped."""
+    for rec in Subscriber(settings.private_servers, settings.recommendations_topic,
+                          should_stop=stop.is_set):
+        stats.on_recommendation(rec.value)
+
+
+def render(stats: LiveStats, source: str, worker_alive: bool) -> Table:
+    """The live view: rates, latency percentiles, live quality, a few users' latest items."""
+    elapsed = max(1e-9, time.monotonic() - stats.started)
+    table = Table(title="streamrec live demo — Ctrl-C stops everything", show_header=False,
+                  expand=False)
+    table.add_column(style="bold cyan")
+    table.add_column()
+    quality = f"{stats.hits / stats.judged:.1%} of {stats.judged:,}" if stats.judged else "-"
+    rows = [
+        ("data", source),
+        ("worker", "running" if worker_alive else "[red]stopped"),
+        ("model", stats.model_version),
+        ("events produced", f"{stats.produced:,}  ({stats.produced / elapsed:,.0f}/s)"),
+        ("recommendations", f"{stats.recommendations:,}  "
+                            f"({stats.recommendations / elapsed:,.0f}/s)"),
+        ("event→rec latency", f"p50 {stats.percentile(0.5):.0f} ms · p95 "
+                              f"{stats.percentile(0.95):.0f} ms · p99 "
+                              f"{stats.percentile(0.99):.0f} ms"),
+        ("live quality", f"next click was in the previous top-K: {quality}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    with stats.lock:
+        recent = list(stats.recent)
+    for rec in recent:
+        items = ", ".join(i["item_id"] for i in rec["items"][:5])
+        table.add_row(f"user {rec['user_id']}", f"{items} …  [dim]({rec['strategy']})")
+    return table
