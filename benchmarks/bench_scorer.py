@@ -23,9 +23,8 @@ from pathlib import Path
 HISTORY = 30  # items per user history
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line of the benchmark (and of its per-engine child processes)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the benchmark (also used by ``streamrec bench scorer``)."""
     p.add_argument("--sizes", default="12000,100000,1000000", help="catalogue sizes")
     p.add_argument("--batches", default="1,32,256", help="users per call")
     p.add_argument("--k", type=int, default=20, help="items returned per user")
@@ -35,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="write the JSON results here")
     p.add_argument("--child", choices=("ort", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--artifact", type=Path, help=argparse.SUPPRESS)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line of the benchmark (and of its per-engine child processes)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -164,8 +169,12 @@ def run_child(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python benchmarks/bench_scorer.py``."""
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     """Build an artifact per size, time every engine in a child process, print and save."""
-    args = parse_args(argv)
     if args.child:
         print(json.dumps(run_child(args)))
         return 0

@@ -220,17 +220,20 @@ class Scorer:
 
 
 def _top_k_chunk(loaded: _Loaded, histories, k: int, queries) -> list[list[tuple[str, float]]]:
+    """Encode one chunk of users, run the graph, decode ids; -inf (masked) entries are dropped."""
     index = loaded.index
     known = [[index[i] for i in h if i in index] for h in histories]
-    width = max(1, min(loaded.max_len, max((len(s) for s in known), default=0)))
+    longest = max(1, max(map(len, known), default=0))
+    width = min(loaded.max_len, longest)
     seq = np.zeros((len(known), width), dtype=np.int64)
-    seen = [np.unique(np.asarray(s, dtype=np.int64)) for s in known]
-    exclude = np.zeros((len(known), max(1, max((len(s) for s in seen), default=0))), np.int64)
-    for row, (s, u) in enumerate(zip(known, seen, strict=True)):
-        recent = s[-width:]
-        if recent:
+    # The whole history is excluded, not only the max_len items the model reads; repeated ids
+    # are harmless (the graph scatters -inf), so no de-duplication.
+    exclude = np.zeros((len(known), longest), dtype=np.int64)
+    for row, s in enumerate(known):
+        if s:
+            recent = s[-width:]
             seq[row, width - len(recent) :] = recent
-        exclude[row, : len(u)] = u
+            exclude[row, : len(s)] = s
     ids, scores = loaded.run(
         seq, _query_array(loaded, queries, len(known)), exclude, REQUIRED_OUTPUTS
     )

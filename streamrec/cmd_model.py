@@ -6,9 +6,9 @@ torch is imported only inside ``train`` (it costs ~2 s): the other commands stay
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
-import runpy
 import sys
 from pathlib import Path
 
@@ -36,11 +36,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=run_evaluate)
     bench = subparsers.add_parser("bench", help="benchmarks (see benchmarks/)")
     targets = bench.add_subparsers(dest="target", metavar="TARGET")
-    scorer = targets.add_parser(
-        "scorer", help="scorer latency/throughput, ORT vs torch", add_help=False
-    )
-    scorer.add_argument("bench_args", nargs=argparse.REMAINDER, help="see --help")
+    scorer = targets.add_parser("scorer", help="scorer latency/throughput, ORT vs torch eager")
+    module = _bench_module()
+    if module is not None:  # a source checkout: the benchmark defines its own options
+        module.add_arguments(scorer)
     scorer.set_defaults(func=run_bench_scorer)
+
+
+def _bench_module():
+    """``benchmarks/bench_scorer.py`` loaded as a module, or None outside a source checkout."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scorer.py"
+    if not script.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("bench_scorer", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -195,16 +206,8 @@ def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_bench_scorer(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``benchmarks/bench_scorer.py`` with the remaining arguments."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scorer.py"
-    if not script.is_file():
-        raise UsageError(f"{script} not found: run the benchmark from a source checkout")
-    saved = sys.argv
-    sys.argv = [str(script), *args.bench_args]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = saved
-    return 0
+    """Run ``benchmarks/bench_scorer.py`` with the parsed options."""
+    module = _bench_module()
+    if module is None:
+        raise UsageError("benchmarks/bench_scorer.py not found: run it from a source checkout")
+    return int(module.run(args))
