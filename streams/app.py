@@ -19,21 +19,19 @@ import json
 import logging
 import socket
 import time
-import weakref
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
-from faust.streams import _current_event  # private, but the only way to set an event's context
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import default_codec
 from streamrec.components import anonymizer_for
+from streams.context import event_context
 from streams.metrics import WorkerMetrics
+from streams.output import WorkerOutput
 from streams.pipeline import BatchProcessor, Incoming
 from streams.popularity import DecayedPopularity
 from streams.scoring import ScorerHolder
@@ -58,33 +56,19 @@ def rocksdb_options() -> dict[str, Any]:
     }
 
 
-@contextmanager
-def event_context(event: Any) -> Iterator[None]:
-    """Make ``event`` Faust's current event, so a table write goes to *its* partition.
-
-    Faust routes table writes by the current event; inside a micro-batch that would be the last
-    event of the batch, whose partition may differ from the user's.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
 class TableStore:
     """``StateStore`` over a Faust table, each access in the context of its own event."""
 
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: faust.Table, output: WorkerOutput) -> None:
         self.table = table
+        self.output = output
 
     def get(self, user: str, msg: Incoming) -> bytes | None:
         with event_context(msg.handle):
             return self.table.get(user)
 
     def put(self, user: str, value: bytes, msg: Incoming) -> None:
-        with event_context(msg.handle):
-            self.table[user] = value
+        self.output.put(self.table, user, value, msg)
 
 
 @dataclass
@@ -132,9 +116,6 @@ def create_worker(settings: Any) -> Worker:
     # The recommendations topic is the changelog of the latest-recs table: writing the table
     # publishes the record, and a restarted worker restores the table from the topic.
     recs_topic = app.topic(settings.recommendations_topic, **raw)
-    samples_topic = app.topic(settings.samples_topic, **raw)
-    dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw", partitions=1)
     table_args = {"partitions": settings.partitions, "key_type": str, "value_type": bytes}
     users = app.Table("user-state", options=rocksdb_options(), **table_args)
     latest = app.Table("latest-recs", options=rocksdb_options(), changelog_topic=recs_topic,
@@ -152,7 +133,8 @@ def create_worker(settings: Any) -> Worker:
     )
     worker = Worker(app, metrics, scorer, processor)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
-    store = TableStore(users)
+    output = WorkerOutput(settings.private_servers)
+    store = TableStore(users, output)
     codec = default_codec()
 
     @app.agent(events, concurrency=1)
@@ -169,22 +151,24 @@ def create_worker(settings: Any) -> Worker:
             metrics.events_duplicate.inc(result.duplicates)
             for dead in result.dead_letters:
                 metrics.events_dead_lettered.labels(dead["stage"]).inc()
-                await dlq_topic.send(key=dead["key"], value=codec.encode("dead_letter", dead))
+                output.send(settings.dlq_topic, dead["key"], codec.encode("dead_letter", dead))
             for sample in result.samples:
-                await samples_topic.send(key=sample["pseudonym"].encode(),
-                                         value=codec.encode("training_sample", sample))
+                output.send(settings.samples_topic, sample["pseudonym"].encode(),
+                            codec.encode("training_sample", sample))
             metrics.samples.inc(len(result.samples))
             pending = list(result.pending.values())
-            if not pending:
-                continue
-            started = time.perf_counter()
-            records = await loop.run_in_executor(pool, scorer.recommend, processor, pending)
-            metrics.scoring_seconds.observe(time.perf_counter() - started)
+            if pending:
+                started = time.perf_counter()
+                records = await loop.run_in_executor(pool, scorer.recommend, processor, pending)
+                metrics.scoring_seconds.observe(time.perf_counter() - started)
+                for p, record in zip(pending, records, strict=True):
+                    output.put(latest, p.user, codec.encode("recommendation", record), p.msg)
+                    metrics.recommendations.labels(record["strategy"]).inc()
+            # Nothing of this batch may be lost once Faust commits its offsets: flush first.
+            await loop.run_in_executor(pool, output.flush)
+            output.persist_offsets()
             now_ms = time.time() * 1000
-            for p, record in zip(pending, records, strict=True):
-                with event_context(p.msg.handle):
-                    latest[p.user] = codec.encode("recommendation", record)
-                metrics.recommendations.labels(record["strategy"]).inc()
+            for p in pending:
                 metrics.latency_seconds.observe(max(0.0, now_ms - p.msg.timestamp) / 1000)
 
     @app.timer(interval=2.0)
