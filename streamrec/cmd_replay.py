@@ -1,8 +1,14 @@
-"""``streamrec replay`` — copy a time or offset range of a topic into another topic, safely.
+"""``streamrec replay`` — copy a range of a topic's history, or rebuild from it.
 
-Records keep their key, value and headers (plus origin headers) and their partition when both
-topics have the same partition count, so each key's order is kept. ``--resume NAME`` makes the
-copy transactional and resumable: a killed replay continues where it stopped, without duplicates.
+``streamrec replay --from-topic A --to-topic B ...`` copies a time or offset range: records keep
+their key, value and headers (plus origin headers) and their partition when both topics have the
+same partition count, so each key's order is kept. ``--resume NAME`` makes the copy transactional
+and resumable: a killed replay continues where it stopped, without duplicates.
+
+Two jobs read a time range of the events topic instead (``connectors.rebuild``,
+``connectors.backfill``): ``replay rebuild-state`` computes the workers' user state into a new app
+id (blue/green), ``replay backfill-training`` sends the range's anonymised training samples to the
+private samples topic, for the mirror to carry across.
 """
 
 from __future__ import annotations
@@ -16,6 +22,17 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from tqdm import tqdm
 
+from connectors.backfill import BackfillReport, backfill_samples
+from connectors.producer import DeliveryError
+from connectors.rebuild import (
+    Generation,
+    RebuildError,
+    RebuildReport,
+    RecommendTo,
+    check_generation,
+    next_generation,
+    rebuild_state,
+)
 from connectors.replay import CopyReport, RangeReader, TargetWriter, copy_range
 from connectors.replay_checkpoint import (
     Checkpoint,
@@ -35,19 +52,27 @@ from connectors.replay_ranges import (
 from connectors.replay_spec import SpecError, format_ms, parse_offsets, parse_time
 from connectors.replay_writer import ReplayError, committed_positions, replay_ids
 from connectors.topics import TopicError, TopicSpec, ensure_topics
+from schemas import default_codec
+from streamrec.components import anonymizer_for
 from streamrec.errors import StreamrecError, UsageError
 from streamrec.settings import Settings
+from streams.pipeline import BatchProcessor
+from streams.popularity import DecayedPopularity
 
 DEFAULT_RATE = 20_000.0  # leaves the brokers room for live traffic unless --rate 0 says otherwise
+# argparse reads "-2h" as an unknown option; let relative times pass as values, the way it
+# already lets negative numbers pass (these parsers have no option that looks like one).
+_RELATIVE_TIME = re.compile(r"^-\d+(\.\d+)?(ms|s|m|h|d|w)?$")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Check the request, resolve the range, then copy it (or only show it with --dry-run)."""
+    """Check the request, resolve the range, then run the job (or only show it with --dry-run)."""
+    jobs = {None: _replay, "rebuild-state": _rebuild, "backfill-training": _backfill}
     try:
-        return _replay(args, settings)
+        return jobs[args.job](args, settings)
     except (SpecError, RangeError, CheckpointError) as exc:
         raise UsageError(str(exc)) from None
-    except (ReplayError, TopicError) as exc:
+    except (ReplayError, TopicError, RebuildError, DeliveryError) as exc:
         raise StreamrecError(str(exc)) from None
     except KafkaException as exc:
         raise StreamrecError(f"Kafka error: {exc.args[0].str()}. Is the cluster running "
@@ -55,6 +80,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    missing = [name for name, given in (("--from-topic", args.from_topic),
+                                        ("--to-topic", args.to_topic)) if not given]
+    if missing:  # the copy needs them; the jobs do not, so argparse cannot require them
+        args.replay_parser.error(f"the following arguments are required: {', '.join(missing)}")
     _check_request(args)
     bootstrap = settings.servers(args.cluster)
     path = checkpoint_path(settings.data_dir, args.resume) if args.resume else None
@@ -121,14 +150,20 @@ def _resolve(args: argparse.Namespace, bootstrap: str) -> ReplayRange:
             raise RangeError(f"nothing to replay: {args.from_topic!r} has no records at offsets "
                              f"{args.offsets} (each range starts at the partition's end)")
         return rng
+    return _resolve_time(bootstrap, args.from_topic, args.since, args.until)
+
+
+def _resolve_time(bootstrap: str, topic: str, since_text: str, until_text: str | None
+                  ) -> ReplayRange:
+    """The offsets of ``topic`` from ``--since`` until ``--until``; refuse an empty range."""
     now = int(time.time() * 1000)
-    since, until = parse_time(args.since, now), parse_time(args.until or "now", now)
-    rng = resolve_time_range(bootstrap, args.from_topic, since, until)
+    since, until = parse_time(since_text, now), parse_time(until_text or "now", now)
+    rng = resolve_time_range(bootstrap, topic, since, until)
     if rng.total == 0:
-        extent = time_extent(bootstrap, args.from_topic)
+        extent = time_extent(bootstrap, topic)
         holds = (f"its records span {format_ms(extent[0])} to {format_ms(extent[1])}"
                  if extent else "it holds no records at all")
-        raise RangeError(f"nothing to replay: {args.from_topic!r} has no records from "
+        raise RangeError(f"nothing to replay: {topic!r} has no records from "
                          f"{format_ms(since)} until {format_ms(until)}; {holds}. Check "
                          "--since/--until (times without a zone are UTC)")
     return rng
@@ -140,8 +175,16 @@ def _plan(args: argparse.Namespace, rng: ReplayRange, target: int | None,
     done = checkpoint.next if checkpoint else {}
     lines = [f"replay {args.from_topic!r} ({rng.partition_count} partitions, {args.cluster}) "
              f"-> {args.to_topic!r}" + (f", resuming {args.resume!r}" if checkpoint else "")]
-    lines.append(f"  {'partition':>9}  {'first':>12}  {'last':>12}  {'records':>10}  "
-                 f"{'left':>10}")
+    table, left_total = _range_table(rng, done)
+    lines += table
+    lines.append("  " + _partitioning(target, rng.partition_count))
+    lines.append("  " + _estimate(left_total, args.rate))
+    return "\n".join(lines)
+
+
+def _range_table(rng: ReplayRange, done: dict[int, int]) -> tuple[list[str], int]:
+    """Lines of the per-partition table of a range, and the offsets left in it."""
+    lines = [f"  {'partition':>9}  {'first':>12}  {'last':>12}  {'records':>10}  {'left':>10}"]
     left_total = 0
     for r in rng.partitions:
         left = r.end - max(r.start, done.get(r.partition, r.start))
@@ -149,9 +192,7 @@ def _plan(args: argparse.Namespace, rng: ReplayRange, target: int | None,
         first, last = (str(r.start), str(r.end - 1)) if r.count else ("-", "-")
         lines.append(f"  {r.partition:>9}  {first:>12}  {last:>12}  {r.count:>10,}  {left:>10,}")
     lines.append(f"  {'total':>9}  {'':>12}  {'':>12}  {rng.total:>10,}  {left_total:>10,}")
-    lines.append("  " + _partitioning(target, rng.partition_count))
-    lines.append("  " + _estimate(left_total, args.rate))
-    return "\n".join(lines)
+    return lines, left_total
 
 
 def _partitioning(target: int | None, source: int) -> str:
@@ -173,8 +214,8 @@ def _estimate(records: int, rate: float) -> str:
     return f"{records:,} records at up to {rate:,.0f} events/s: about {took}"
 
 
-def _progress(args: argparse.Namespace, total: int, initial: int) -> tqdm:
-    return tqdm(total=total, initial=initial, unit=" ev", unit_scale=True, desc="replay",
+def _progress(args: argparse.Namespace, total: int, initial: int, desc: str = "replay") -> tqdm:
+    return tqdm(total=total, initial=initial, unit=" ev", unit_scale=True, desc=desc,
                 file=sys.stderr, mininterval=0.5, disable=True if args.quiet else None)
 
 
@@ -249,8 +290,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Re-produce a range of a topic's history into another topic of the same "
                     "cluster: original keys, values and headers, plus streamrec.origin.* "
                     "headers (topic, partition, offset, timestamp).")
-    p.add_argument("--from-topic", required=True, help="topic to read history from")
-    p.add_argument("--to-topic", required=True, help="topic to write it to (created if missing)")
+    p.add_argument("--from-topic", help="topic to read history from (required for a copy)")
+    p.add_argument("--to-topic", help="topic to write it to, created if missing (required for "
+                   "a copy)")
     p.add_argument("--cluster", choices=["private", "public"], default="private",
                    help="cluster of both topics (default: private)")
     p.add_argument("--since", metavar="TIME", help="first record time: ISO-8601 (UTC unless "
@@ -270,7 +312,158 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--commit-interval", type=float, default=1.0, metavar="SECONDS",
                    help="seconds between commits (transactions with --resume; default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    # argparse reads "-2h" as an unknown option; let relative times pass as values, the way it
-    # already lets negative numbers pass (this parser has no option that looks like one).
-    p._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?(ms|s|m|h|d|w)?$")
-    p.set_defaults(func=run)
+    p._negative_number_matcher = _RELATIVE_TIME
+    p.set_defaults(func=run, replay_parser=p)
+    jobs = p.add_subparsers(dest="job", metavar="JOB", title="jobs over the events topic "
+                            "(instead of a copy)")
+    _register_rebuild(jobs)
+    _register_backfill(jobs)
+
+
+def _check_job(args: argparse.Namespace) -> None:
+    copy_only = [name for name, given in (("--from-topic", args.from_topic), ("--to-topic",
+                 args.to_topic), ("--offsets", args.offsets), ("--resume", args.resume)) if given]
+    if copy_only:
+        raise UsageError(f"{' and '.join(copy_only)} belong to a copy; {args.job} reads the events "
+                         "topic named by STREAMREC_EVENTS_TOPIC on the private cluster")
+
+
+def _processor(settings: Settings, *, samples: bool) -> BatchProcessor:
+    """The workers' batch logic, built from the settings as ``streams.app`` builds it."""
+    anonymizer = anonymizer_for(settings)
+    return BatchProcessor(
+        default_codec(), top_k=settings.top_k, history_len=settings.history_len,
+        buckets=anonymizer.query_buckets, popularity=DecayedPopularity(),
+        anonymize=anonymizer.anonymize if samples else None, source=f"replay {settings.app_id}")
+
+
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    """``replay rebuild-state``: compute user state into a new app id, then say how to switch."""
+    _check_job(args)
+    generation = Generation(settings.private_servers, settings.events_topic, settings.partitions,
+                            settings.app_id, args.app_id or next_generation(settings.app_id))
+    try:
+        check_generation(generation)
+    except RebuildError as exc:
+        raise UsageError(str(exc)) from None
+    rng = _resolve_time(generation.bootstrap, generation.events_topic, args.since, args.until)
+    table, _left = _range_table(rng, {})
+    print("\n".join([f"rebuild user state of app {settings.app_id!r} from "
+                     f"{rng.topic!r} ({rng.partition_count} partitions) into app id "
+                     f"{generation.app_id!r} (changelog {generation.changelog!r})", *table]),
+          file=sys.stdout if args.dry_run else sys.stderr)
+    if args.dry_run:
+        return 0
+    recommend = _recommend_to(args, settings) if args.emit_recommendations else None
+    with _progress(args, rng.total, 0, "rebuild") as bar:
+        report = rebuild_state(generation, rng, _processor(settings, samples=False),
+                               settings.data_dir / "rebuild", recommend=recommend,
+                               on_progress=bar.update)
+    _rebuild_summary(settings, generation, report, recommend)
+    return 0
+
+
+def _recommend_to(args: argparse.Namespace, settings: Settings) -> RecommendTo:
+    ensure_topics(settings.private_servers,
+                  [TopicSpec(args.emit_recommendations, settings.partitions)])
+    model_dir = args.model or settings.model_dir
+    if model_dir is None:
+        print("no model (--model or STREAMREC_MODEL_DIR): recommending by the range's "
+              "popularity, as a worker without a model does", file=sys.stderr)
+        return RecommendTo(args.emit_recommendations, None)
+    if not model_dir.exists():
+        raise UsageError(f"model artifact {model_dir} does not exist")
+    from model.scorer import Scorer  # ONNX Runtime, loaded only when scoring is asked for
+
+    return RecommendTo(args.emit_recommendations, Scorer(model_dir, settings.scoring_device))
+
+
+def _rebuild_summary(settings: Settings, gen: Generation, report: RebuildReport,
+                     recommend: RecommendTo | None) -> None:
+    recs = (f"; {report.recommendations:,} recommendations to {recommend.topic!r}"
+            if recommend else "")
+    print(f"rebuilt the state of {report.users:,} users from {report.events:,} events "
+          f"({report.applied:,} applied, {report.invalid:,} invalid skipped) in "
+          f"{report.seconds:.1f} s ({report.rate:,.0f} events/s); {report.tombstones:,} stale "
+          f"key(s) removed{recs}\n"
+          f"app id {gen.app_id!r} is ready: its workers restore this state and go on right "
+          f"after the range. Start them with STREAMREC_APP_ID={gen.app_id} and a data directory "
+          "of their own (Faust keeps table files per data directory and web port, not per app "
+          f"id), wait until they have caught up, then stop the {settings.app_id!r} workers",
+          file=sys.stderr)
+
+
+def _backfill(args: argparse.Namespace, settings: Settings) -> int:
+    """``replay backfill-training``: the range's anonymised samples into the samples topic."""
+    _check_job(args)
+    if args.rate < 0:
+        raise UsageError(f"--rate must be 0 (uncapped) or positive, got {args.rate:g}")
+    bootstrap = settings.private_servers
+    rng = _resolve_time(bootstrap, settings.events_topic, args.since, args.until)
+    table, left = _range_table(rng, {})
+    print("\n".join([f"backfill training samples from {rng.topic!r} ({rng.partition_count} "
+                     f"partitions) into the private {settings.samples_topic!r}", *table,
+                     "  " + _estimate(left, args.rate)]),
+          file=sys.stdout if args.dry_run else sys.stderr)
+    if settings.samples_topic not in settings.mirror_allowlist:
+        print(f"note: STREAMREC_MIRROR_ALLOWLIST does not list {settings.samples_topic!r}: the "
+              "mirror will not carry these samples to the training topic", file=sys.stderr)
+    if args.dry_run:
+        return 0
+    ensure_topics(bootstrap, [TopicSpec(settings.samples_topic, settings.partitions)])
+    with _progress(args, rng.total, 0, "backfill") as bar:
+        report = backfill_samples(bootstrap, rng, settings.samples_topic,
+                                  _processor(settings, samples=True), rate=args.rate or None,
+                                  on_progress=bar.update)
+    _backfill_summary(settings, report)
+    return 0
+
+
+def _backfill_summary(settings: Settings, report: BackfillReport) -> None:
+    copy = report.copy
+    print(f"backfilled {report.samples:,} samples from {copy.read:,} events of "
+          f"{settings.events_topic!r} to {settings.samples_topic!r} in {copy.seconds:.1f} s "
+          f"({copy.rate:,.0f} events/s; {report.not_sampled:,} not sampled, {report.invalid:,} "
+          f"invalid). `streamrec mirror` carries them to {settings.train_topic!r}; sample ids "
+          "are stable, so the trainer keeps one sample per sample_id", file=sys.stderr)
+
+
+def _add_range_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", metavar="TIME", required=True,
+                   help="first event time: ISO-8601 (UTC unless a zone is given), epoch ms, or "
+                        "relative like -7d")
+    p.add_argument("--until", metavar="TIME", help="end of the range, exclusive (default: now)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved ranges only")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p._negative_number_matcher = _RELATIVE_TIME
+
+
+def _register_rebuild(jobs: argparse._SubParsersAction) -> None:
+    p = jobs.add_parser(
+        "rebuild-state", help="rebuild the workers' user state from a range of the events topic "
+        "into a new app id, while the live workers keep serving",
+        description="Compute every user's state from the events of the range with the workers' "
+                    "own code and publish it as the user-state changelog of a new app id, whose "
+                    "consumer group is positioned right after the range. Workers started with "
+                    "that app id serve the rebuilt state and go on from there: nothing applied "
+                    "twice, nothing skipped. Running it again gives the same state.")
+    _add_range_options(p)
+    p.add_argument("--app-id", metavar="NEW", help="app id of the new generation (default: the "
+                   "live STREAMREC_APP_ID with -g2, -g3, ... counted up)")
+    p.add_argument("--emit-recommendations", metavar="TOPIC", help="also send a fresh "
+                   "recommendation for every rebuilt user to TOPIC")
+    p.add_argument("--model", type=Path, metavar="DIR", help="model artifact to score with "
+                   "(default: STREAMREC_MODEL_DIR; none: popularity)")
+
+
+def _register_backfill(jobs: argparse._SubParsersAction) -> None:
+    p = jobs.add_parser(
+        "backfill-training", help="send anonymised training samples of a range of the events "
+        "topic to the private samples topic (the mirror carries them across)",
+        description="Anonymise every event of the range as the workers do (same sample ids) "
+                    "and send the samples to STREAMREC_SAMPLES_TOPIC on the private cluster; "
+                    "`streamrec mirror` checks them and carries them to the public training "
+                    "topic. Running it again re-sends the same sample ids.")
+    _add_range_options(p)
+    p.add_argument("--rate", type=float, default=DEFAULT_RATE, metavar="EVENTS/S",
+                   help=f"cap the read rate (default {DEFAULT_RATE:,.0f}; 0 = uncapped)")
