@@ -119,10 +119,16 @@ class PrivateModels:
             return empty
         return {**empty, **json.loads(path.read_text())}
 
-    def known(self, version: str) -> bool:
-        """Whether the version was accepted or refused before (so a re-read skips it)."""
+    def seen(self, release: dict[str, Any]) -> bool:
+        """Whether this release was handled before: its version is held, or this very record
+        (same sha256 and signature) was refused. A *different* record of a refused version is
+        checked again, so a bogus release cannot block the real one of the same name."""
         registry = self.registry()
-        return version in registry["versions"] or version in registry["refused"]
+        if release["version"] in registry["versions"]:
+            return True
+        refused = registry["refused"].get(release["version"])
+        return refused is not None and all(
+            refused["release"].get(k) == release.get(k) for k in ("sha256", "signature"))
 
     def record_accepted(self, version: str, release: dict[str, Any], canary: dict[str, Any]
                         ) -> None:

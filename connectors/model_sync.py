@@ -153,7 +153,7 @@ class ModelSync:
         """Check new releases in order, then point ``current`` to the newest accepted one."""
         newest = None
         for release in releases:
-            if self.models.known(release.version):
+            if self.models.seen(release.describe()):
                 stats.skipped += 1
                 continue
             reason = self.accept(release)

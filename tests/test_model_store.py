@@ -120,9 +120,13 @@ def test_unsigned_and_wrongly_signed_releases_are_refused(store, sync) -> None:
     good = release_of(store, "v1")
     unsigned = Release(**{**good.to_record(), "signature": None})
     other_key = release_of(store, "v1", key="other.key")
-    for release in (unsigned, other_key):
-        assert "SignatureError" in (sync.accept(release) or "")
+    stats = SyncStats()
+    sync.handle([unsigned, unsigned, other_key], stats)
+    assert set(stats.refused) == {"v1"} and "SignatureError" in stats.refused["v1"]
+    assert stats.skipped == 1  # the very same refused record again
     assert sync.models.current() is None and not sync.models.path_of("v1").exists()
+    sync.handle([good], stats)  # a bogus release does not block the real one of that name
+    assert stats.accepted == ["v1"] and sync.models.current() == "v1"
 
 
 def test_a_valid_signature_over_another_artifact_is_refused(store, sync) -> None:
