@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 
 from connectors.model_store import PrivateModels, StoreError, fetch_artifact
-from connectors.releases import MODEL_NAME, Release, ReleaseReader, check_signature
+from connectors.releases import (
+    MODEL_NAME,
+    Release,
+    ReleaseReader,
+    check_signature,
+    topic_exists,
+)
 from connectors.signing import SigningError
 from model.artifact import load_artifact
 from model.errors import ModelError
@@ -170,7 +176,11 @@ class ModelSync:
     def run(self, once: bool = False, idle_exit_s: float | None = None) -> SyncStats:
         """Follow the releases until stopped (``once``: until the topic's end as of now)."""
         c = self.config
-        stats = SyncStats()
+        stats = SyncStats(current=self.models.current())
+        while not topic_exists(c.public_bootstrap, c.releases_topic, c.timeout_s):
+            log.info("no releases topic %s yet: waiting for the trainer", c.releases_topic)
+            if once or self._stop.wait(5.0):
+                return stats
         reader = ReleaseReader(c.public_bootstrap, c.releases_topic, c.model_name)
         try:
             self.handle(reader.read_to_end(c.timeout_s), stats)

@@ -28,6 +28,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
 
 from connectors.producer import producer_config
 from connectors.signing import SignatureError, sign, verify
@@ -110,6 +111,12 @@ def ensure_releases_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -
     ensure_topics(bootstrap, [TopicSpec(topic, 1, {"cleanup.policy": "compact"})], timeout_s)
 
 
+def topic_exists(bootstrap: str, topic: str, timeout_s: float = 30.0) -> bool:
+    """Whether the releases topic exists yet (the trainer creates it with its first start)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return topic in admin.list_topics(timeout=timeout_s).topics
+
+
 class ReleasePublisher:
     """Publishes releases of one model in transactions; creating one fences older instances."""
 
@@ -157,6 +164,8 @@ class ReleasePublisher:
 def read_releases(bootstrap: str, topic: str, model_name: str | None = MODEL_NAME,
                   timeout_s: float = 30.0) -> list[Release]:
     """Every committed release of the model (all models with ``None``), oldest first."""
+    if not topic_exists(bootstrap, topic, timeout_s):
+        return []
     reader = ReleaseReader(bootstrap, topic, model_name)
     try:
         return reader.read_to_end(timeout_s)
@@ -168,12 +177,12 @@ class ReleaseReader:
     """Reads a releases topic from the beginning, then follows it (``poll``)."""
 
     def __init__(self, bootstrap: str, topic: str, model_name: str | None = MODEL_NAME) -> None:
+        """Read ``topic`` (which must exist: see ``topic_exists``); readers never create it."""
         self.topic = topic
         self.key = model_name.encode() if model_name else None
         self.undecodable = 0
         self._bootstrap = bootstrap
         self._codec = default_codec()
-        ensure_releases_topic(bootstrap, topic)
         # No group membership: every reader reads the whole (small, compacted) history itself.
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "streamrec-releases",
                                    "enable.auto.commit": False, "auto.offset.reset": "earliest",
