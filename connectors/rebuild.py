@@ -148,15 +148,16 @@ def check_generation(gen: Generation, timeout_s: float = 30.0) -> None:
         raise RebuildError(
             f"events topic {gen.events_topic!r} has {have} partitions but the workers use "
             f"STREAMREC_PARTITIONS={gen.partitions}; set it to {have}")
-    members = _group_members(gen.bootstrap, gen.app_id, timeout_s)
+    members = group_members(gen.bootstrap, gen.app_id, timeout_s)
     if members:
         raise RebuildError(
             f"{members} worker(s) of app id {gen.app_id!r} are running; stop them first (a "
             "rebuild replaces that generation's state and positions)")
 
 
-def _group_members(bootstrap: str, group: str, timeout_s: float) -> int:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def group_members(bootstrap: str, group: str, timeout_s: float = 30.0) -> int:
+    """How many consumers are members of ``group`` now (0 when it does not exist)."""
+    admin = _admin(bootstrap)  # held until the answer: a dropped client never resolves it
     future = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group]
     try:
         return len(future.result().members)
@@ -169,18 +170,26 @@ def _group_members(bootstrap: str, group: str, timeout_s: float) -> int:
 def commit_positions(bootstrap: str, group: str, topic: str, positions: dict[int, int],
                      timeout_s: float = 30.0) -> None:
     """Set consumer group ``group``'s committed offsets on ``topic``; it must have no members."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     asked = ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic, p, o) for p, o in sorted(positions.items())])
+    admin = _admin(bootstrap)  # held until the answer: a dropped client never resolves it
     try:
         answer = admin.alter_consumer_group_offsets([asked], request_timeout=timeout_s)
-        result = answer[group].result()
+        errors = [tp.error for tp in answer[group].result().topic_partitions if tp.error]
     except KafkaException as exc:
-        raise RebuildError(f"cannot set the positions of group {group!r}: {exc.args[0].str()}. "
-                           "Are workers of that app id running? Stop them and run again") from None
-    failed = [f"{tp.partition}: {tp.error.str()}" for tp in result.topic_partitions if tp.error]
-    if failed:
-        raise RebuildError(f"cannot set the positions of group {group!r}: {'; '.join(failed)}")
+        errors = [exc.args[0]]
+    if not errors:
+        return
+    if any(e.code() == KafkaError.UNKNOWN_MEMBER_ID for e in errors):
+        # The broker refuses offsets from outside a group that has members.
+        raise RebuildError(f"workers of app id {group!r} are running, so its positions cannot "
+                           "be set; stop them and run the rebuild again")
+    raise RebuildError(f"cannot set the positions of group {group!r}: {errors[0].str()}")
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    # Warnings and errors only: at info level librdkafka reports purged background events.
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
 
 
 class StateBuild:
