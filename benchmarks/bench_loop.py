@@ -68,13 +68,14 @@ class Stream:
         self.anonymizer = Anonymizer(b"bench-loop-secret", 1, 4096, 3_600_000, 1.0)
         self.codec = default_codec()
         self.topic = topic
-        self.producer = RecordProducer(bootstrap, **{"linger.ms": 1})
+        self.producer = RecordProducer(bootstrap, None, **{"linger.ms": 1})
         self._seq: Counter[str] = Counter()
 
     def send(self, events: list[dict]) -> None:
         """Anonymise and produce events, then wait until the broker has them."""
         for event in events:
             sample = self.anonymizer.anonymize(event, self._seq[event["user_id"]])
+            assert sample is not None  # sample_rate 1.0: every user is sampled
             self._seq[event["user_id"]] += 1
             self.producer.produce(self.topic, sample["pseudonym"].encode(),
                                   self.codec.encode("training_sample", sample))

@@ -78,9 +78,10 @@ def canary(path: Path, device: str = "auto", users: int = 16) -> dict[str, Any]:
     scorer = Scorer(path, device=device)  # type: ignore[arg-type]
     catalogue = scorer.artifact.item_ids[1:]
     rng = np.random.default_rng(0)
-    histories = [[]] + [[str(i) for i in rng.choice(catalogue, size=min(n, len(catalogue) - 1),
-                                                    replace=False)]
-                        for n in np.linspace(1, scorer.max_len, users - 1, dtype=int)]
+    sizes = np.linspace(1, scorer.max_len, users - 1, dtype=int)
+    histories: list[list[str]] = [[]] + [
+        [str(i) for i in rng.choice(catalogue, size=min(n, len(catalogue) - 1), replace=False)]
+        for n in sizes]
     k = min(10, scorer.k)
     recs = scorer.top_k(histories, k)
     if len(recs) != len(histories):

@@ -44,13 +44,7 @@ from connectors.releases import (
 )
 from model.artifact import Artifact, load_artifact
 from model.config import ModelConfig, TrainConfig
-from model.incremental import (
-    SampleBuffer,
-    heldout_metrics,
-    release_decision,
-    train_candidate,
-)
-from model.scorer import Scorer
+from model.incremental import Comparison, SampleBuffer, compare, release_decision, train_candidate
 from schemas import DecodeError, default_codec
 
 log = logging.getLogger("streamrec.trainer")
@@ -75,8 +69,12 @@ class TrainerConfig:
     holdout_share: float = 0.2  # newest share of the new clicks kept out for the comparison
     replay_ratio: float = 1.0  # users of older data mixed in per user with new data
     tolerance: float = 0.0  # NDCG@10 a candidate may lose and still count as not worse
-    device: str = "cpu"
+    device: str = "cpu"  # torch device of the training: auto, cpu or cuda
     timeout_s: float = 30.0
+
+
+class TrainerError(Exception):
+    """The trainer cannot continue from what it found; the message says what to do."""
 
 
 @dataclass
@@ -167,7 +165,7 @@ class Trainer:
         arrival = self._arrival
         self._arrival += 1
         self.stats.consumed += 1
-        self._positions.append((arrival, msg.partition(), msg.offset()))
+        self._positions.append((arrival, int(msg.partition() or 0), int(msg.offset() or 0)))
         sample = self._decode(msg)
         if sample is None:
             return
@@ -198,6 +196,12 @@ class Trainer:
         elif self.config.init_from is not None:
             self._current = load_artifact(self.config.init_from)
             log.info("no release yet: starting from %s", self._current.version)
+        buckets = self.config.model.n_query_buckets
+        if self._current is not None and self._current.config.n_query_buckets != buckets:
+            raise TrainerError(
+                f"model {self._current.version} reads {self._current.config.n_query_buckets} "
+                f"search buckets, the samples carry {buckets} (STREAMREC_TOKEN_BUCKETS): "
+                "start from a model of the same bucket count")
         self.stats.resumed_from = dict(self._until)
         for msg in self._history(self._until):
             sample = self._decode(msg)
@@ -217,7 +221,7 @@ class Trainer:
                 tp = TopicPartition(self.config.train_topic, partition, 0)
                 consumer.assign([tp])
                 deadline = time.monotonic() + self.config.timeout_s
-                while consumer.position([tp])[0].offset < end:
+                while (consumer.position([tp])[0].offset or 0) < end:
                     msgs = consumer.consume(1000, 0.5)
                     if msgs:
                         deadline = time.monotonic() + self.config.timeout_s
@@ -225,7 +229,7 @@ class Trainer:
                         raise KafkaException(KafkaError(
                             KafkaError._TIMED_OUT, f"{tp.topic}[{partition}] ended before "
                             f"offset {end}, which the last release trained through"))
-                    yield from (m for m in msgs if m.error() is None and m.offset() < end)
+                    yield from (m for m in msgs if m.error() is None and (m.offset() or 0) < end)
         finally:
             consumer.close()
 
@@ -274,18 +278,21 @@ class Trainer:
                               "last_event": span[1] if span else None},
             "query_hashing": {"n_buckets": c.model.n_query_buckets, "key_fingerprint": None},
         }, c.device)
-        metrics = self._compare(candidate, cut, len(users), len(replay))
-        decision = release_decision(metrics["candidate"], metrics["current"],
-                                    metrics["new_items"], c.tolerance)
+        compared = compare(candidate, self._current, self.buffer.heldout(cut),
+                           "cpu" if c.device == "cpu" else "auto")
+        decision = release_decision(compared.candidate, compared.current, compared.new_items,
+                                    c.tolerance)
         self.stats.windows += 1
         self._since_attempt, self._first_at = 0, None
         if decision.release:
-            self._release(publisher, candidate, cut, span, metrics, decision.reason, started)
+            self._release(publisher, candidate, cut, span, compared, decision.reason,
+                          {"started": started, "users": len(users), "replay": len(replay)})
         else:
-            log.warning("candidate %s held back (%s): held-out NDCG@10 %.4f < current %.4f and "
-                        "no new items", version, decision.reason,
-                        metrics["candidate"].get("NDCG@10", float("nan")),
-                        (metrics["current"] or {}).get("NDCG@10", float("nan")))
+            log.warning("candidate %s held back (%s): held-out NDCG@10 %.4f, current %.4f, "
+                        "%d new items", version, decision.reason,
+                        compared.candidate.get("NDCG@10", float("nan")),
+                        (compared.current or {}).get("NDCG@10", float("nan")),
+                        compared.new_items)
             shutil.rmtree(out, ignore_errors=True)
             self.stats.held_back.append((version, decision.reason))
         self.stats.window_seconds.append(round(time.monotonic() - started, 2))
@@ -293,35 +300,24 @@ class Trainer:
     def _trained(self, cut: int) -> int:
         return sum(1 for a in self._new_clicks if a < cut)
 
-    def _compare(self, candidate: Artifact, cut: int, users: int, replay: int) -> dict:
-        """Candidate and current model on the held-out clicks, and how many items are new."""
-        cases = self.buffer.heldout(cut)
-        device = "cpu" if self.config.device == "cpu" else "auto"
-        ours = heldout_metrics(Scorer(candidate.path, device=device, threads=2), cases)
-        theirs = (heldout_metrics(Scorer(self._current.path, device=device, threads=2), cases)
-                  if self._current is not None else None)
-        known = len(self._current.item_ids) if self._current is not None else 1
-        return {"candidate": ours, "current": theirs, "cases": len(cases),
-                "new_items": len(candidate.item_ids) - known, "users": users, "replay": replay}
-
     def _release(self, publisher: ReleasePublisher, candidate: Artifact, cut: int,
-                 span: tuple[int, int] | None, compared: dict, reason: str,
-                 started: float) -> None:
+                 span: tuple[int, int] | None, compared: Comparison, reason: str,
+                 window: dict[str, float]) -> None:
         """Publish the candidate's release and move the trained-through position to ``cut``."""
         until = dict(self._until)
         for arrival, partition, offset in self._positions:
             if arrival < cut:
                 until[partition] = max(until.get(partition, 0), offset + 1)
         metrics: dict[str, float] = {
-            "generation": self._generation + 1, "heldout_cases": compared["cases"],
-            "new_items": compared["new_items"], "items": len(candidate.item_ids) - 1,
-            "new_clicks": self._trained(cut), "train_users": compared["users"],
-            "replay_users": compared["replay"], f"rule.{reason}": 1.0,
+            "generation": self._generation + 1, "heldout_cases": compared.cases,
+            "new_items": compared.new_items, "items": len(candidate.item_ids) - 1,
+            "new_clicks": self._trained(cut), "train_users": window["users"],
+            "replay_users": window["replay"], f"rule.{reason}": 1.0,
             "released_for_new_items": float(reason == "new_items"),
-            "window_seconds": round(time.monotonic() - started, 2),
+            "window_seconds": round(time.monotonic() - window["started"], 2),
         }
-        metrics |= {k.lower(): v for k, v in compared["candidate"].items()}
-        metrics |= {f"current.{k.lower()}": v for k, v in (compared["current"] or {}).items()}
+        metrics |= {k.lower(): v for k, v in compared.candidate.items()}
+        metrics |= {f"current.{k.lower()}": v for k, v in (compared.current or {}).items()}
         metrics |= {f"{OFFSET_FROM}{p}": self._until.get(p, 0) for p in until}
         metrics |= {f"{OFFSET_UNTIL}{p}": o for p, o in until.items()}
         release = signed_release(candidate, artifact_uri(candidate.path), self.config.signing_key,
@@ -329,7 +325,7 @@ class Trainer:
         publisher.publish(release)
         log.info("released %s (%s): held-out HR@10 %.4f NDCG@10 %.4f on %d cases, %d new items",
                  release.version, reason, metrics.get("hr@10", float("nan")),
-                 metrics.get("ndcg@10", float("nan")), compared["cases"], compared["new_items"])
+                 metrics.get("ndcg@10", float("nan")), compared.cases, compared.new_items)
         self._current, self._generation, self._until, self._base = candidate, \
             self._generation + 1, until, cut
         self._positions = [p for p in self._positions if p[0] >= cut]

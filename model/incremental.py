@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -116,7 +116,9 @@ class SampleBuffer:
         """Clicks of each user that arrived before ``before``, and the search context of each."""
         seqs, contexts = [], []
         for user in users:
-            items, ctx, recent = [], [], []
+            items: list[str] = []
+            ctx: list[list[int]] = []
+            recent: list[int] = []
             for step in self._users.get(user, ()):
                 if step.arrival >= before:
                     continue
@@ -238,6 +240,27 @@ def heldout_metrics(scorer: Scorer, cases: Sequence[HeldOut], batch_size: int = 
                                case_arrays.targets[start:start + batch_size])
              for start in range(0, len(cases), batch_size)]
     return summarize(np.concatenate(ranks))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Candidate and current model on the same held-out cases."""
+
+    candidate: dict[str, float]
+    current: dict[str, float] | None  # None: there is no current model
+    cases: int
+    new_items: int  # items the candidate can recommend and the current model cannot
+
+
+def compare(candidate: Artifact, current: Artifact | None, cases: Sequence[HeldOut],
+            device: Literal["auto", "cpu", "cuda"] = "cpu") -> Comparison:
+    """Score both models on ``cases`` (ONNX Runtime, as served) and count the new items."""
+    def score(artifact: Artifact) -> dict[str, float]:
+        return heldout_metrics(Scorer(artifact.path, device=device, threads=2), cases)
+
+    known = len(current.item_ids) if current is not None else 1
+    return Comparison(score(candidate), score(current) if current is not None else None,
+                      len(cases), len(candidate.item_ids) - known)
 
 
 @dataclass(frozen=True)

@@ -74,9 +74,14 @@ def _add(group: argparse._ArgumentGroup, flag: str, **kwargs: object) -> None:
         pass
 
 
-def _pick(args: argparse.Namespace, name: str) -> object:
+def _int(args: argparse.Namespace, name: str) -> int:
     value = getattr(args, name, None)
-    return FOLLOW_DEFAULTS[name] if value is None else value
+    return int(FOLLOW_DEFAULTS[name] if value is None else value)
+
+
+def _float(args: argparse.Namespace, name: str) -> float:
+    value = getattr(args, name, None)
+    return float(FOLLOW_DEFAULTS[name] if value is None else value)
 
 
 def trainer_config(args: argparse.Namespace, settings: Settings):
@@ -84,13 +89,13 @@ def trainer_config(args: argparse.Namespace, settings: Settings):
     from connectors.trainer_loop import TrainerConfig
     from model.config import ModelConfig, TrainConfig
 
-    model = ModelConfig(n_items=1, max_len=_pick(args, "max_len"), dim=_pick(args, "dim"),
-                        n_layers=_pick(args, "layers"), n_heads=_pick(args, "heads"),
-                        dropout=_pick(args, "dropout"), n_query_buckets=settings.token_buckets,
+    model = ModelConfig(n_items=1, max_len=_int(args, "max_len"), dim=_int(args, "dim"),
+                        n_layers=_int(args, "layers"), n_heads=_int(args, "heads"),
+                        dropout=_float(args, "dropout"), n_query_buckets=settings.token_buckets,
                         top_k=max(100, settings.top_k))
-    train = TrainConfig(epochs=_pick(args, "epochs"), lr=_pick(args, "lr"),
-                        batch_size=_pick(args, "batch_size"), seed=_pick(args, "seed"),
-                        threads=_pick(args, "threads"))
+    train = TrainConfig(epochs=_int(args, "epochs"), lr=_float(args, "lr"),
+                        batch_size=_int(args, "batch_size"), seed=_int(args, "seed"),
+                        threads=_int(args, "threads"))
     return TrainerConfig(
         public_bootstrap=settings.public_servers, train_topic=settings.train_topic,
         releases_topic=settings.releases_topic, store=settings.model_store,
@@ -107,7 +112,7 @@ def run_follow(args: argparse.Namespace, settings: Settings) -> int:
 
     from connectors.releases import ReleaseError
     from connectors.signing import SigningError
-    from connectors.trainer_loop import Trainer
+    from connectors.trainer_loop import Trainer, TrainerError
 
     if not 0.0 <= args.holdout_share < 1.0 or args.window_clicks < args.min_clicks:
         raise UsageError("need 0 <= --holdout-share < 1 and --window-clicks >= --min-clicks")
@@ -118,7 +123,7 @@ def run_follow(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, lambda *_: trainer.stop())
     try:
         stats = trainer.run(args.max_windows, args.idle_exit)
-    except (ReleaseError, SigningError) as exc:
+    except (ReleaseError, SigningError, TrainerError) as exc:
         raise StreamrecError(str(exc)) from None
     except KafkaException as exc:
         raise StreamrecError(f"Kafka error: {exc.args[0].str()}. Is the public cluster "

@@ -13,6 +13,7 @@ from model.incremental import (
     WEIGHTS_FILE,
     HeldOut,
     SampleBuffer,
+    compare,
     grown_vocabulary,
     heldout_metrics,
     release_decision,
@@ -132,6 +133,11 @@ def test_warm_start_keeps_old_item_rows_and_adds_new_ones(parent: Path, tmp_path
     assert torch.equal(after[: before.shape[0]], before)  # lr 0: the old rows are untouched
     scorer = Scorer(child.path, device="cpu")
     assert scorer.knows("i43") and not Scorer(parent, device="cpu").knows("i43")
+    cases = [HeldOut(("i40", "i41"), (), "i42"), HeldOut(("i1", "i2"), (), "i3")]
+    compared = compare(child, old, cases)
+    assert (compared.new_items, compared.cases) == (4, 2)
+    assert compared.current is not None and compared.current["HR@20"] <= 0.5  # i42 unknown
+    assert compare(old, None, cases).current is None
 
 
 def test_heldout_metrics_count_unknown_targets_as_misses(parent: Path) -> None:
