@@ -364,18 +364,26 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _recommend_to(args: argparse.Namespace, settings: Settings) -> RecommendTo:
-    ensure_topics(settings.private_servers,
-                  [TopicSpec(args.emit_recommendations, settings.partitions)])
-    model_dir = args.model or settings.model_dir
+    """Where fresh recommendations go and what scores them (checked before any work)."""
+    topic, model_dir = args.emit_recommendations, args.model or settings.model_dir
+    if topic == settings.events_topic:
+        raise UsageError(f"--emit-recommendations {topic!r} is the events topic; name the "
+                         "recommendations topic (or another one)")
+    if model_dir is not None and not model_dir.exists():
+        raise UsageError(f"model artifact {model_dir} does not exist")
+    # Partitioned like the events: each user's recommendation goes to its events' partition.
+    ensure_topics(settings.private_servers, [TopicSpec(topic, settings.partitions)])
     if model_dir is None:
         print("no model (--model or STREAMREC_MODEL_DIR): recommending by the range's "
               "popularity, as a worker without a model does", file=sys.stderr)
-        return RecommendTo(args.emit_recommendations, None)
-    if not model_dir.exists():
-        raise UsageError(f"model artifact {model_dir} does not exist")
+        return RecommendTo(topic, None)
     from model.scorer import Scorer  # ONNX Runtime, loaded only when scoring is asked for
 
-    return RecommendTo(args.emit_recommendations, Scorer(model_dir, settings.scoring_device))
+    scorer = Scorer(model_dir, settings.scoring_device)
+    if scorer.k < settings.top_k:
+        raise UsageError(f"model {scorer.version} gives at most {scorer.k} items; "
+                         f"STREAMREC_TOP_K is {settings.top_k}")
+    return RecommendTo(topic, scorer)
 
 
 def _rebuild_summary(settings: Settings, gen: Generation, report: RebuildReport,
@@ -384,8 +392,8 @@ def _rebuild_summary(settings: Settings, gen: Generation, report: RebuildReport,
             if recommend else "")
     print(f"rebuilt the state of {report.users:,} users from {report.events:,} events "
           f"({report.applied:,} applied, {report.invalid:,} invalid skipped) in "
-          f"{report.seconds:.1f} s ({report.rate:,.0f} events/s); {report.tombstones:,} stale "
-          f"key(s) removed{recs}\n"
+          f"{report.seconds:.1f} s ({report.rate:,.0f} events/s; states computed in "
+          f"{report.build_seconds:.1f} s); {report.tombstones:,} stale key(s) removed{recs}\n"
           f"app id {gen.app_id!r} is ready: its workers restore this state and go on right "
           f"after the range. Start them with STREAMREC_APP_ID={gen.app_id} and a data directory "
           "of their own (Faust keeps table files per data directory and web port, not per app "
@@ -430,8 +438,8 @@ def _backfill_summary(settings: Settings, report: BackfillReport) -> None:
 
 def _add_range_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", metavar="TIME", required=True,
-                   help="first event time: ISO-8601 (UTC unless a zone is given), epoch ms, or "
-                        "relative like -7d")
+                   help="first record time (Kafka timestamp, as for a copy): ISO-8601 (UTC "
+                        "unless a zone is given), epoch ms, or relative like -7d")
     p.add_argument("--until", metavar="TIME", help="end of the range, exclusive (default: now)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved ranges only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
