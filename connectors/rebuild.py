@@ -61,6 +61,7 @@ from streams.user_state import UserState
 
 SCORE_BATCH = 256  # users per scorer call: ~20 ms on 2 CPU threads at 10k items
 _GENERATION = re.compile(r"^(?P<base>.+)-g(?P<n>\d+)$")
+_APP_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
 _INGEST = struct.Struct(">q")  # ingest time stored in front of each state
 
 
@@ -98,6 +99,13 @@ class Generation:
     partitions: int  # the workers' partition count (STREAMREC_PARTITIONS)
     live_app_id: str
     app_id: str
+
+    def __post_init__(self) -> None:
+        # The app id names Kafka topics and the rebuild's work directory.
+        if not _APP_ID.match(self.app_id):
+            raise RebuildError(
+                f"app id {self.app_id!r} is not usable: use up to 200 letters, digits, '.', '_' "
+                "or '-', not starting with '.' (it names topics and a directory)")
 
     @property
     def changelog(self) -> str:

@@ -340,9 +340,10 @@ def _processor(settings: Settings, *, samples: bool) -> BatchProcessor:
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """``replay rebuild-state``: compute user state into a new app id, then say how to switch."""
     _check_job(args)
-    generation = Generation(settings.private_servers, settings.events_topic, settings.partitions,
-                            settings.app_id, args.app_id or next_generation(settings.app_id))
     try:
+        generation = Generation(settings.private_servers, settings.events_topic,
+                                settings.partitions, settings.app_id,
+                                args.app_id or next_generation(settings.app_id))
         check_generation(generation)
     except RebuildError as exc:
         raise UsageError(str(exc)) from None

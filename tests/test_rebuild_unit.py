@@ -194,6 +194,8 @@ def test_the_copy_form_of_replay_parses_as_before_and_the_jobs_parse() -> None:
      "--from-topic belong to a copy; rebuild-state reads the events topic"),
     (["rebuild-state", "--since", "-1h", "--app-id", "live"], "is the live app id"),
     (["backfill-training", "--since", "-1h", "--rate", "-5"], "--rate must be 0"),
+    (["rebuild-state", "--since", "-1h", "--app-id", "../up"], "app id '../up' is not usable"),
+    (["rebuild-state", "--since", "-1h", "--app-id", "a b"], "app id 'a b' is not usable"),
 ])
 def test_job_refusals_exit_2_before_any_kafka_call(argv, message, capsys, monkeypatch,
                                                    tmp_path) -> None:
