@@ -29,9 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import default_codec
 from streamrec.components import anonymizer_for
-from streams.context import event_context
 from streams.metrics import WorkerMetrics
-from streams.output import WorkerOutput
+from streams.output import TableStore, WorkerOutput
 from streams.pipeline import BatchProcessor, Incoming
 from streams.popularity import DecayedPopularity
 from streams.scoring import ScorerHolder
@@ -56,19 +55,17 @@ def rocksdb_options() -> dict[str, Any]:
     }
 
 
-class TableStore:
-    """``StateStore`` over a Faust table, each access in the context of its own event."""
+class UserStates:
+    """``StateStore`` of the pipeline over the user-state table."""
 
-    def __init__(self, table: faust.Table, output: WorkerOutput) -> None:
-        self.table = table
-        self.output = output
+    def __init__(self, store: TableStore) -> None:
+        self.store = store
 
     def get(self, user: str, msg: Incoming) -> bytes | None:
-        with event_context(msg.handle):
-            return self.table.get(user)
+        return self.store.get(user, msg.partition)
 
     def put(self, user: str, value: bytes, msg: Incoming) -> None:
-        self.output.put(self.table, user, value, msg)
+        self.store.put(user, value, msg.partition)
 
 
 @dataclass
@@ -120,6 +117,12 @@ def create_worker(settings: Any) -> Worker:
     users = app.Table("user-state", options=rocksdb_options(), **table_args)
     latest = app.Table("latest-recs", options=rocksdb_options(), changelog_topic=recs_topic,
                        **table_args)
+    for table in (users, latest):
+        # Tables default to JSON keys; ours hold raw bytes (user ids, Avro or compact JSON),
+        # which is what recovery must read back from the changelog.
+        table.key_serializer = table.value_serializer = "raw"
+        table.changelog_topic = table.changelog_topic.derive(key_serializer="raw",
+                                                             value_serializer="raw")
 
     metrics = WorkerMetrics()
     scorer = ScorerHolder(settings.model_dir, settings.scoring_device, metrics)
@@ -134,7 +137,8 @@ def create_worker(settings: Any) -> Worker:
     worker = Worker(app, metrics, scorer, processor)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
     output = WorkerOutput(settings.private_servers)
-    store = TableStore(users, output)
+    store = UserStates(TableStore(users, output))
+    latest_store = TableStore(latest, output)
     codec = default_codec()
 
     @app.agent(events, concurrency=1)
@@ -151,10 +155,11 @@ def create_worker(settings: Any) -> Worker:
             metrics.events_duplicate.inc(result.duplicates)
             for dead in result.dead_letters:
                 metrics.events_dead_lettered.labels(dead["stage"]).inc()
-                output.send(settings.dlq_topic, dead["key"], codec.encode("dead_letter", dead))
+                output.produce(settings.dlq_topic, dead["key"],
+                               codec.encode("dead_letter", dead))
             for sample in result.samples:
-                output.send(settings.samples_topic, sample["pseudonym"].encode(),
-                            codec.encode("training_sample", sample))
+                output.produce(settings.samples_topic, sample["pseudonym"].encode(),
+                               codec.encode("training_sample", sample))
             metrics.samples.inc(len(result.samples))
             pending = list(result.pending.values())
             if pending:
@@ -162,7 +167,8 @@ def create_worker(settings: Any) -> Worker:
                 records = await loop.run_in_executor(pool, scorer.recommend, processor, pending)
                 metrics.scoring_seconds.observe(time.perf_counter() - started)
                 for p, record in zip(pending, records, strict=True):
-                    output.put(latest, p.user, codec.encode("recommendation", record), p.msg)
+                    latest_store.put(p.user, codec.encode("recommendation", record),
+                                     p.msg.partition)
                     metrics.recommendations.labels(record["strategy"]).inc()
             # Nothing of this batch may be lost once Faust commits its offsets: flush first.
             await loop.run_in_executor(pool, output.flush)
@@ -180,7 +186,7 @@ def create_worker(settings: Any) -> Worker:
     async def gauges() -> None:
         _update_gauges(app, users, metrics)
 
-    _register_views(app, worker, users, latest)
+    _register_views(app, worker, store.store, latest_store)
     return worker
 
 
@@ -213,23 +219,23 @@ def _update_gauges(app: faust.App, users: faust.Table, metrics: WorkerMetrics) -
     metrics.users_in_state.set(estimate)
 
 
-def _register_views(app: faust.App, worker: Worker, users: faust.Table,
-                    latest: faust.Table) -> None:
+def _register_views(app: faust.App, worker: Worker, users: TableStore,
+                    latest: TableStore) -> None:
     codec = default_codec()
 
     @app.page("/users/{user_id}/recommendations")
-    @app.table_route(table=latest, match_info="user_id")
+    @app.table_route(table=latest.table, match_info="user_id")
     async def recommendations(web: Any, request: Any, user_id: str) -> Any:
-        value = latest.get(user_id)
+        value = latest.find(user_id)
         if value is None:
             return web.json({"error": f"no recommendation for user {user_id!r} yet"},
                             status=404)
         return web.json(codec.decode("recommendation", value))
 
     @app.page("/users/{user_id}/state")
-    @app.table_route(table=users, match_info="user_id")
+    @app.table_route(table=users.table, match_info="user_id")
     async def state(web: Any, request: Any, user_id: str) -> Any:
-        value = users.get(user_id)
+        value = users.find(user_id)
         if value is None:
             return web.json({"error": f"no state for user {user_id!r}"}, status=404)
         return web.json(UserState.from_bytes(value).__dict__)

@@ -1,12 +1,12 @@
-"""Everything a worker writes to Kafka, through one librdkafka producer, flushed once per batch.
+"""Everything a worker writes, through one librdkafka producer, flushed once per batch.
 
 Faust would send each table change and each output record through its own Python producer path
 (about a hundred microseconds per record on this hardware, three records per event). Here a
-table change is written to the table's local RocksDB store directly and its changelog record
-is produced with confluent-kafka, like the recommendations, samples and dead letters. The agent
-flushes this producer before it takes the next batch, so a batch's source offsets are committed
-only after everything it wrote was acknowledged: a crash can repeat a batch but never lose one
-(and user-state updates are idempotent by source offset, so a repeat changes nothing).
+table change goes straight to the partition's RocksDB store (``TableStore``) and its changelog
+record is produced with confluent-kafka, like the recommendations, samples and dead letters. The
+agent flushes this producer before it takes the next batch, so a batch's source offsets are
+committed only after everything it wrote was acknowledged: a crash can repeat a batch but never
+lose one (and user-state updates are idempotent by source offset, so a repeat changes nothing).
 """
 
 from __future__ import annotations
@@ -18,44 +18,82 @@ from confluent_kafka import KafkaError, Message, Producer
 from faust.types import TP
 
 from connectors.producer import DeliveryError, producer_config
-from streams.context import event_context
-from streams.pipeline import Incoming
+
+POLL_EVERY = 1000  # serve delivery callbacks every so many records, not on every produce
+
+
+class TableStore:
+    """A Faust table's per-partition RocksDB stores (rocksdict), read and written directly.
+
+    Keys and values are the bytes Faust itself stores for a table with raw serializers, so
+    Faust's changelog recovery and its HTTP reads see exactly what we write.
+    """
+
+    def __init__(self, table: faust.Table, output: WorkerOutput) -> None:
+        self.table = table
+        self.output = output
+        self.changelog = table.changelog_topic_name
+        output.track(self)
+
+    def _db(self, partition: int):  # noqa: ANN202 - rocksdict.Rdict
+        # Faust opens (or reuses) the store of that partition; private, pinned to Faust 0.15.
+        return self.table.data._db_for_partition(partition)
+
+    def get(self, key: str, partition: int) -> bytes | None:
+        """The stored value of ``key`` in ``partition`` (None if absent)."""
+        return self._db(partition).get(key.encode())
+
+    def find(self, key: str) -> bytes | None:
+        """The value of ``key`` in whichever of this worker's partitions holds it."""
+        raw_key = key.encode()
+        for db in list(self.table.data._dbs.values()):
+            value = db.get(raw_key)
+            if value is not None:
+                return value
+        return None
+
+    def put(self, key: str, value: bytes, partition: int) -> None:
+        """Store ``value`` and produce the changelog record to the same partition."""
+        raw_key = key.encode()
+        self._db(partition).put(raw_key, value)
+        self.output.produce(self.changelog, raw_key, value, partition)
 
 
 class WorkerOutput:
     """Produces the worker's records and keeps table changelog offsets in step."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 5}))
+        self._producer = Producer(producer_config(bootstrap, **{
+            "linger.ms": 5, "on_delivery": self._on_delivery}))
         self._lock = threading.Lock()
         self._errors: list[str] = []
-        self._persisted: dict[tuple[faust.Table, int], int] = {}
+        self._tables: dict[str, TableStore] = {}
+        self._persisted: dict[tuple[str, int], int] = {}
+        self._unpolled = 0
 
-    def put(self, table: faust.Table, key: str, value: bytes, msg: Incoming) -> None:
-        """Set ``table[key]`` in the partition of ``msg`` and produce its changelog record."""
-        with event_context(msg.handle):
-            table.data[key] = value
-        self._producer.produce(
-            table.changelog_topic_name, key=key.encode(), value=value, partition=msg.partition,
-            on_delivery=lambda err, m: self._on_changelog(table, err, m))
-        self._producer.poll(0)
+    def track(self, store: TableStore) -> None:
+        """Remember which changelog topic belongs to which table."""
+        self._tables[store.changelog] = store
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Produce one output record (partitioned by key)."""
-        self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
-        self._producer.poll(0)
-
-    def _on_changelog(self, table: faust.Table, err: KafkaError | None, msg: Message) -> None:
-        self._on_delivery(err, msg)
-        if err is None:
-            with self._lock:
-                slot = (table, msg.partition())
-                self._persisted[slot] = max(self._persisted.get(slot, -1), msg.offset())
+    def produce(self, topic: str, key: bytes | None, value: bytes,
+                partition: int | None = None) -> None:
+        """Queue one record (partitioned by key unless ``partition`` is given)."""
+        if partition is None:
+            self._producer.produce(topic, value, key)
+        else:
+            self._producer.produce(topic, value, key, partition)
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:
+            self._unpolled = 0
+            self._producer.poll(0)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            with self._lock:
+        with self._lock:
+            if err is not None:
                 self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+            elif msg.topic() in self._tables:
+                slot = (msg.topic(), msg.partition())
+                self._persisted[slot] = max(self._persisted.get(slot, -1), msg.offset())
 
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until everything produced so far is acknowledged; raise if anything failed."""
@@ -70,6 +108,5 @@ class WorkerOutput:
         """Record in each RocksDB partition how far its changelog is (Faust reads it at start)."""
         with self._lock:
             done, self._persisted = self._persisted, {}
-        for (table, partition), offset in done.items():
-            table.data.set_persisted_offset(TP(table.changelog_topic_name, partition), offset)
-
+        for (topic, partition), offset in done.items():
+            self._tables[topic].table.data.set_persisted_offset(TP(topic, partition), offset)

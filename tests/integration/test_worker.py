@@ -149,8 +149,11 @@ def _paced_produce(kafka, env, events, rate: float) -> list[dict]:
     return sent
 
 
+@pytest.mark.parametrize("restart_dir", ["same", "fresh"])
 def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(kafka, env, yc_events,
-                                                                  tiny_model, tmp_path) -> None:
+                                                                  tiny_model, tmp_path,
+                                                                  restart_dir) -> None:
+    """Restart on the same disk (local RocksDB + changelog tail) or a fresh one (changelog)."""
     import threading
 
     worker = WorkerProcess(env, tmp_path / "w", tiny_model).start()
@@ -164,7 +167,8 @@ def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(kafka, env, yc
             assert time.monotonic() < deadline, worker.log()
             time.sleep(0.2)
         worker.kill()  # mid-stream: offsets, changelog and output partly written
-        restarted = WorkerProcess(env, tmp_path / "w", tiny_model, port=worker.port).start()
+        restarted = WorkerProcess(env, tmp_path / ("w" if restart_dir == "same" else "w2"),
+                                  tiny_model, port=worker.port).start()
         producer.join()
         last = _last_event_per_user(sent)
         latest = _await_recommendations(kafka, env["STREAMREC_RECOMMENDATIONS_TOPIC"],
