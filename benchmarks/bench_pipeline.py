@@ -69,9 +69,25 @@ def ensure_model(path: Path | None, work: Path) -> Path:
     if not (out / "metadata.json").exists():
         data = work / "beauty-events.jsonl"
         data.write_text("".join(json.dumps(e) + "\n" for e in read_events("s3rec", BEAUTY)))
-        subprocess.run([sys.executable, "-m", "streamrec", "train", "--dataset", str(data),
-                        "--format", "events", "--out", str(out), "--preset", "demo",
-                        "--overwrite"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streamrec",
+                "train",
+                "--dataset",
+                str(data),
+                "--format",
+                "events",
+                "--out",
+                str(out),
+                "--preset",
+                "demo",
+                "--overwrite",
+            ],
+            check=True,
+            capture_output=True,
+        )
     return out
 
 
@@ -80,18 +96,25 @@ def fresh_env(settings: Settings, tag: str) -> dict[str, str]:
     import os
 
     suffix = f"{tag}-{int(time.time() * 1000) % 10**9}"
-    env = dict(os.environ, STREAMREC_EVENTS_TOPIC=f"bench-events-{suffix}",
-               STREAMREC_RECOMMENDATIONS_TOPIC=f"bench-recs-{suffix}",
-               STREAMREC_DLQ_TOPIC=f"bench-dlq-{suffix}", STREAMREC_APP_ID=f"bench-{suffix}",
-               STREAMREC_PRIVATE_BOOTSTRAP=settings.private_servers)
-    ensure_topics(settings.private_servers, [
-        TopicSpec(env["STREAMREC_EVENTS_TOPIC"], settings.partitions),
-        TopicSpec(env["STREAMREC_RECOMMENDATIONS_TOPIC"], settings.partitions)])
+    env = dict(
+        os.environ,
+        STREAMREC_EVENTS_TOPIC=f"bench-events-{suffix}",
+        STREAMREC_RECOMMENDATIONS_TOPIC=f"bench-recs-{suffix}",
+        STREAMREC_DLQ_TOPIC=f"bench-dlq-{suffix}",
+        STREAMREC_APP_ID=f"bench-{suffix}",
+        STREAMREC_PRIVATE_BOOTSTRAP=settings.private_servers,
+    )
+    ensure_topics(
+        settings.private_servers,
+        [
+            TopicSpec(env["STREAMREC_EVENTS_TOPIC"], settings.partitions),
+            TopicSpec(env["STREAMREC_RECOMMENDATIONS_TOPIC"], settings.partitions),
+        ],
+    )
     return env
 
 
-def produce_all(bootstrap: str, topic: str, events: list[dict], rate: float | None = None
-                ) -> None:
+def produce_all(bootstrap: str, topic: str, events: list[dict], rate: float | None = None) -> None:
     """Produce events, paced at ``rate`` per second when given."""
     from connectors.pacing import Pacer
 
@@ -119,8 +142,7 @@ class RssSampler(threading.Thread):
             time.sleep(0.2)
 
 
-def worker_throughput(settings: Settings, model: Path, events: list[dict], work: Path
-                      ) -> dict:
+def worker_throughput(settings: Settings, model: Path, events: list[dict], work: Path) -> dict:
     """Events/s of one worker draining a backlog."""
     env = fresh_env(settings, "tput")
     produce_all(settings.private_servers, env["STREAMREC_EVENTS_TOPIC"], events)
@@ -134,16 +156,22 @@ def worker_throughput(settings: Settings, model: Path, events: list[dict], work:
             taken = worker.metric("streamrec_events_in_total")
             if taken and first is None:
                 first = time.monotonic()
-            if worker.metric("streamrec_recommendations_total") and taken >= len(events) and \
-                    worker.metric("streamrec_events_applied_total") >= len(events):
+            if (
+                worker.metric("streamrec_recommendations_total")
+                and taken >= len(events)
+                and worker.metric("streamrec_events_applied_total") >= len(events)
+            ):
                 break
             time.sleep(0.1)
         seconds = time.monotonic() - (first or time.monotonic())
         batches = worker.metric("streamrec_batch_size_count")
-        return {"events": len(events), "seconds": round(seconds, 2),
-                "events_per_s": round(len(events) / seconds, 1),
-                "mean_batch": round(len(events) / max(batches, 1), 1),
-                "peak_rss_mb": round(rss.peak / 2**20, 1)}
+        return {
+            "events": len(events),
+            "seconds": round(seconds, 2),
+            "events_per_s": round(len(events) / seconds, 1),
+            "mean_batch": round(len(events) / max(batches, 1), 1),
+            "peak_rss_mb": round(rss.peak / 2**20, 1),
+        }
     finally:
         rss.running = False
         worker.stop()
@@ -155,8 +183,9 @@ def latencies_at_rate(bootstrap: str, env: dict, events: list[dict], rate: float
     stop = threading.Event()
 
     def collect() -> None:
-        for rec in Subscriber(bootstrap, env["STREAMREC_RECOMMENDATIONS_TOPIC"],
-                              should_stop=stop.is_set):
+        for rec in Subscriber(
+            bootstrap, env["STREAMREC_RECOMMENDATIONS_TOPIC"], should_stop=stop.is_set
+        ):
             latencies.append(time.time() * 1000 - rec.value["cause_ingest_time"])
 
     reader = threading.Thread(target=collect, daemon=True)
@@ -174,26 +203,37 @@ def summary(latencies: list[float], sent: int) -> dict:
     if not latencies:
         return {"recommendations": 0, "events": sent}
     qs = statistics.quantiles(latencies, n=100)
-    return {"events": sent, "recommendations": len(latencies), "p50_ms": round(qs[49], 1),
-            "p95_ms": round(qs[94], 1), "p99_ms": round(qs[98], 1),
-            "max_ms": round(max(latencies), 1)}
+    return {
+        "events": sent,
+        "recommendations": len(latencies),
+        "p50_ms": round(qs[49], 1),
+        "p95_ms": round(qs[94], 1),
+        "p99_ms": round(qs[98], 1),
+        "max_ms": round(max(latencies), 1),
+    }
 
 
-def worker_latency(settings: Settings, model: Path, events: list[dict], rate: float,
-                   work: Path) -> dict:
+def worker_latency(
+    settings: Settings, model: Path, events: list[dict], rate: float, work: Path
+) -> dict:
     """Latency percentiles of the worker at a fixed input rate."""
     env = fresh_env(settings, "lat")
     worker = WorkerProcess(env, work / "lat", model).start()
     try:
         time.sleep(3)
-        return summary(latencies_at_rate(settings.private_servers, env, events, rate),
-                       len(events))
+        return summary(latencies_at_rate(settings.private_servers, env, events, rate), len(events))
     finally:
         worker.stop()
 
 
-def baseline(settings: Settings, model: Path, events: list[dict], paced: list[dict],
-             rate: float, budget_s: float) -> dict:
+def baseline(
+    settings: Settings,
+    model: Path,
+    events: list[dict],
+    paced: list[dict],
+    rate: float,
+    budget_s: float,
+) -> dict:
     """The naive loop's throughput on a backlog and its latency at ``rate``."""
     from benchmarks.naive_baseline import NaiveLoop
 
@@ -201,8 +241,7 @@ def baseline(settings: Settings, model: Path, events: list[dict], paced: list[di
     loop = NaiveLoop(settings.private_servers, env, model)
     produce_all(settings.private_servers, env["STREAMREC_EVENTS_TOPIC"], events)
     done, seconds = loop.run(len(events), budget_s)
-    tput = {"events": done, "seconds": round(seconds, 2),
-            "events_per_s": round(done / seconds, 1)}
+    tput = {"events": done, "seconds": round(seconds, 2), "events_per_s": round(done / seconds, 1)}
     env = fresh_env(settings, "base-lat")
     loop = NaiveLoop(settings.private_servers, env, model)
     runner = threading.Thread(target=loop.run, args=(10**9, budget_s + 40), daemon=True)
@@ -222,8 +261,10 @@ def plot(result: dict, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     names = ["streamrec worker", "naive baseline"]
-    rates = [result["worker"]["throughput"]["events_per_s"],
-             result["baseline"]["throughput"]["events_per_s"]]
+    rates = [
+        result["worker"]["throughput"]["events_per_s"],
+        result["baseline"]["throughput"]["events_per_s"],
+    ]
     left.bar(names, rates, color=["tab:blue", "tab:gray"])
     left.set_ylabel("events/s (backlog)")
     left.set_title("Sustained throughput")
@@ -245,8 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=60_000, help="backlog size")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s for latency")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
-    parser.add_argument("--baseline-budget", type=float, default=60.0,
-                        help="seconds the baseline may take per phase")
+    parser.add_argument(
+        "--baseline-budget",
+        type=float,
+        default=60.0,
+        help="seconds the baseline may take per phase",
+    )
     parser.add_argument("--model", type=Path, help="artifact to serve (default: train one)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "pipeline.json")
     args = parser.parse_args(argv)
@@ -256,15 +301,20 @@ def main(argv: list[str] | None = None) -> int:
     model = ensure_model(args.model, work)
     backlog = interleaved_events(args.events)
     paced = interleaved_events(int(args.rate * args.latency_seconds), seed=11)
-    result = {"machine": f"{psutil.cpu_count()} cores", "model": str(model), "rate": args.rate,
-              "catalogue_items": json.loads((model / "metadata.json").read_text())
-              ["config"]["n_items"]}
+    result = {
+        "machine": f"{psutil.cpu_count()} cores",
+        "model": str(model),
+        "rate": args.rate,
+        "catalogue_items": json.loads((model / "metadata.json").read_text())["config"]["n_items"],
+    }
     result["worker"] = {"throughput": worker_throughput(settings, model, backlog, work)}
     result["worker"]["latency"] = worker_latency(settings, model, paced, args.rate, work)
-    result["baseline"] = baseline(settings, model, backlog, paced, args.rate,
-                                  args.baseline_budget)
-    result["ratio_throughput"] = round(result["worker"]["throughput"]["events_per_s"]
-                                       / result["baseline"]["throughput"]["events_per_s"], 1)
+    result["baseline"] = baseline(settings, model, backlog, paced, args.rate, args.baseline_budget)
+    result["ratio_throughput"] = round(
+        result["worker"]["throughput"]["events_per_s"]
+        / result["baseline"]["throughput"]["events_per_s"],
+        1,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     plot(result, args.out.with_suffix(".png"))

@@ -39,8 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=200_000, help="records in the source topic")
     p.add_argument("--users", type=int, default=10_000, help="distinct keys")
     p.add_argument("--partitions", type=int, default=4, help="partitions of every topic")
-    p.add_argument("--rates", default="5000,20000",
-                   help="capped rates to check, events/s (each runs ~--capped-seconds)")
+    p.add_argument(
+        "--rates",
+        default="5000,20000",
+        help="capped rates to check, events/s (each runs ~--capped-seconds)",
+    )
     p.add_argument("--capped-seconds", type=float, default=5.0, help="length of a capped run")
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the private cluster)")
     p.add_argument("--out", type=Path, help="write the JSON results here")
@@ -55,11 +58,19 @@ def fill(bootstrap: str, topic: str, events: int, users: int) -> tuple[float, fl
     with RecordProducer(bootstrap) as producer:
         for i in range(events):
             user = f"user-{i % users:06d}"
-            value = codec.encode("user_event", {
-                "event_id": uuid.uuid4().hex, "user_id": user, "type": "click",
-                "item_id": f"item-{(i * 7919) % 50_000:06d}", "query": None,
-                "session_id": f"s-{i // 20:08d}", "timestamp": 1_714_564_800_000 + i,
-                "context": {"page": "pdp"}})
+            value = codec.encode(
+                "user_event",
+                {
+                    "event_id": uuid.uuid4().hex,
+                    "user_id": user,
+                    "type": "click",
+                    "item_id": f"item-{(i * 7919) % 50_000:06d}",
+                    "query": None,
+                    "session_id": f"s-{i // 20:08d}",
+                    "timestamp": 1_714_564_800_000 + i,
+                    "context": {"page": "pdp"},
+                },
+            )
             size += len(value)
             producer.produce(topic, user.encode(), value)
     return time.monotonic() - started, size / max(events, 1)
@@ -72,12 +83,20 @@ def source_range(bootstrap: str, source: str, limit: int | None) -> ReplayRange:
     if limit is None:
         return full
     share = -(-limit // count)
-    return ReplayRange.from_dict(source, count, {r.partition: (r.start, min(r.end, share))
-                                                 for r in full.partitions})
+    return ReplayRange.from_dict(
+        source, count, {r.partition: (r.start, min(r.end, share)) for r in full.partitions}
+    )
 
 
-def copy_case(bootstrap: str, source: str, target: str, *, rate: float | None,
-              transactional: bool, limit: int | None = None) -> dict[str, Any]:
+def copy_case(
+    bootstrap: str,
+    source: str,
+    target: str,
+    *,
+    rate: float | None,
+    transactional: bool,
+    limit: int | None = None,
+) -> dict[str, Any]:
     """Copy ``source`` (or ``limit`` records of it) into ``target`` once; the measured figures."""
     rng = source_range(bootstrap, source, limit)
     ensure_topics(bootstrap, [TopicSpec(target, rng.partition_count)])
@@ -88,28 +107,36 @@ def copy_case(bootstrap: str, source: str, target: str, *, rate: float | None,
             report = copy_range(reader, writer, rate=rate)
     finally:
         reader.close()
-    return {"records": report.read, "seconds": round(report.seconds, 3),
-            "events_per_s": round(report.rate), "commits": report.commits, "rate_cap": rate,
-            "accuracy": round(report.rate / rate, 4) if rate else None,
-            "transactional": transactional}
+    return {
+        "records": report.read,
+        "seconds": round(report.seconds, 3),
+        "events_per_s": round(report.rate),
+        "commits": report.commits,
+        "rate_cap": rate,
+        "accuracy": round(report.rate / rate, 4) if rate else None,
+        "transactional": transactional,
+    }
 
 
-def run_cases(args: argparse.Namespace, bootstrap: str, source: str,
-              topics: list[str]) -> list[dict[str, Any]]:
+def run_cases(
+    args: argparse.Namespace, bootstrap: str, source: str, topics: list[str]
+) -> list[dict[str, Any]]:
     """Every case, each into its own fresh topic."""
     cases: list[tuple[str, float | None, bool, int | None]] = [
         ("uncapped, idempotent", None, False, None),
         ("uncapped, transactional (--resume)", None, True, None),
     ]
     for cap in (float(r) for r in args.rates.split(",") if r):
-        cases.append((f"capped {cap:,.0f}/s, transactional", cap, True,
-                      int(cap * args.capped_seconds)))
+        cases.append(
+            (f"capped {cap:,.0f}/s, transactional", cap, True, int(cap * args.capped_seconds))
+        )
     results = []
     for name, rate, transactional, limit in cases:
         target = f"{source}.copy{len(topics)}"
         topics.append(target)
-        result = copy_case(bootstrap, source, target, rate=rate, transactional=transactional,
-                           limit=limit)
+        result = copy_case(
+            bootstrap, source, target, rate=rate, transactional=transactional, limit=limit
+        )
         results.append({"case": name, **result})
         print(f"  {name}: {result['events_per_s']:,} events/s", file=sys.stderr)
     return results
@@ -117,13 +144,14 @@ def run_cases(args: argparse.Namespace, bootstrap: str, source: str,
 
 def print_table(results: list[dict[str, Any]]) -> None:
     """The results as a plain text table."""
-    print(f"{'case':<38} {'records':>9} {'seconds':>8} {'events/s':>10} {'cap':>8} "
-          f"{'accuracy':>9}")
+    print(f"{'case':<38} {'records':>9} {'seconds':>8} {'events/s':>10} {'cap':>8} {'accuracy':>9}")
     for r in results:
         cap = f"{r['rate_cap']:,.0f}" if r["rate_cap"] else "-"
         accuracy = f"{r['accuracy']:.1%}" if r["accuracy"] else "-"
-        print(f"{r['case']:<38} {r['records']:>9,} {r['seconds']:>8.2f} "
-              f"{r['events_per_s']:>10,} {cap:>8} {accuracy:>9}")
+        print(
+            f"{r['case']:<38} {r['records']:>9,} {r['seconds']:>8.2f} "
+            f"{r['events_per_s']:>10,} {cap:>8} {accuracy:>9}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             delete_topics(bootstrap, topics)
     print_table(results)
-    doc = {"benchmark": "replay", "events": args.events, "value_bytes": round(value_bytes, 1),
-           "partitions": args.partitions, "fill_seconds": round(fill_s, 2),
-           "host": platform.node(), "python": platform.python_version(), "results": results}
+    doc = {
+        "benchmark": "replay",
+        "events": args.events,
+        "value_bytes": round(value_bytes, 1),
+        "partitions": args.partitions,
+        "fill_seconds": round(fill_s, 2),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "results": results,
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=2) + "\n")

@@ -28,9 +28,13 @@ class NaiveLoop:
         self.max_len, self.k = artifact.config.max_len, k
         self.codec = default_codec()
         self.out_topic = env["STREAMREC_RECOMMENDATIONS_TOPIC"]
-        self.consumer = Consumer({"bootstrap.servers": bootstrap,
-                                  "group.id": env["STREAMREC_APP_ID"],
-                                  "auto.offset.reset": "earliest"})
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": env["STREAMREC_APP_ID"],
+                "auto.offset.reset": "earliest",
+            }
+        )
         self.consumer.subscribe([env["STREAMREC_EVENTS_TOPIC"]])
         self.producer = RecordProducer(bootstrap)
         self.history: dict[str, list[int]] = {}
@@ -38,15 +42,16 @@ class NaiveLoop:
 
     def score(self, seq: list[int]) -> list[tuple[str, float]]:
         """Top-k of one user with torch eager, the user's items excluded."""
-        ids = torch.tensor([[0] * (self.max_len - len(seq)) + seq[-self.max_len:]])
+        ids = torch.tensor([[0] * (self.max_len - len(seq)) + seq[-self.max_len :]])
         with torch.no_grad():
             user = self.model.user_vectors(ids, torch.zeros((1, 1), dtype=torch.long))
             scores = user @ self.model.item_vectors().T  # (1, N+1)
             scores[0, 0] = float("-inf")
             scores[0, seq] = float("-inf")
             top = scores.topk(self.k)
-        return [(self.items[i], float(s)) for s, i in zip(top.values[0], top.indices[0],
-                                                          strict=True)]
+        return [
+            (self.items[i], float(s)) for s, i in zip(top.values[0], top.indices[0], strict=True)
+        ]
 
     def handle(self, msg) -> None:
         event = self.codec.decode("user_event", msg.value())
@@ -54,14 +59,19 @@ class NaiveLoop:
         if event["type"] == "click" and event["item_id"] in self.index:
             seq.append(self.index[event["item_id"]])
         items = self.score(seq) if seq else []
-        record = {"user_id": event["user_id"],
-                  "items": [{"item_id": i, "score": s} for i, s in items],
-                  "model_version": "naive", "strategy": "model",
-                  "cause_event_id": event["event_id"], "cause_event_time": event["timestamp"],
-                  "cause_ingest_time": msg.timestamp()[1],
-                  "produced_at": int(time.time() * 1000)}
-        self.producer.produce(self.out_topic, msg.key(), self.codec.encode("recommendation",
-                                                                           record))
+        record = {
+            "user_id": event["user_id"],
+            "items": [{"item_id": i, "score": s} for i, s in items],
+            "model_version": "naive",
+            "strategy": "model",
+            "cause_event_id": event["event_id"],
+            "cause_event_time": event["timestamp"],
+            "cause_ingest_time": msg.timestamp()[1],
+            "produced_at": int(time.time() * 1000),
+        }
+        self.producer.produce(
+            self.out_topic, msg.key(), self.codec.encode("recommendation", record)
+        )
 
     def run(self, limit: int, budget_s: float) -> tuple[int, float]:
         """Process up to ``limit`` events or ``budget_s`` seconds; returns (events, seconds)."""
