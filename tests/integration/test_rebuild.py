@@ -131,6 +131,7 @@ def test_a_new_generation_serves_the_rebuilt_state_and_goes_on_exactly_once(
             assert_states(new, sent)
             assert new.metric("streamrec_events_applied_total") == len(during) + len(after)
             assert new.metric("streamrec_events_duplicate_total") == 0
+            wait_for(live, "streamrec_events_in_total", len(sent))
             assert_states(live, sent)  # the live generation kept serving all along
             again = rebuild(cli, env, "--since", str(since), "--until", str(until),
                             data_dir=tmp_path)
