@@ -7,7 +7,8 @@ batch rarely holds two events of one user):
    applied (events/s), for the worker and for the baseline;
 2. event→recommendation latency at a fixed rate (default 1,000 events/s): Kafka timestamp of the
    event to the moment the recommendation reaches a subscriber (p50/p95/p99);
-3. peak RSS of the worker process.
+3. peak RSS of the worker process;
+4. the ceiling: a Faust agent that takes the same backlog in micro-batches and does nothing.
 
 The baseline is what one would write first: a confluent-kafka loop that decodes each event,
 updates an in-memory history, scores that one user with torch eager, and produces the result.
@@ -177,6 +178,20 @@ def worker_throughput(settings: Settings, model: Path, events: list[dict], work:
         worker.stop()
 
 
+def faust_ceiling(settings: Settings, topic: str, events: int, work: Path) -> dict:
+    """Rate of a Faust agent that takes the same backlog and does nothing with it."""
+    import os
+
+    out = work / "ceiling.json"
+    out.unlink(missing_ok=True)
+    env = dict(os.environ, CEILING_TOPIC=topic, CEILING_EVENTS=str(events),
+               CEILING_OUT=str(out), CEILING_DIR=str(work / "ceiling"),
+               CEILING_BROKER=f"kafka://{settings.private_servers}", PYTHONPATH=str(REPO))
+    subprocess.run([sys.executable, "-m", "faust", "-A", "benchmarks.faust_ceiling", "worker",
+                    "-l", "warning"], env=env, capture_output=True, timeout=900, cwd=REPO)
+    return json.loads(out.read_text()) if out.exists() else {"error": "did not finish"}
+
+
 def latencies_at_rate(bootstrap: str, env: dict, events: list[dict], rate: float) -> list[float]:
     """Produce at ``rate`` and collect event→recommendation latencies seen by a subscriber."""
     latencies: list[float] = []
@@ -260,18 +275,17 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    names = ["streamrec worker", "naive baseline"]
-    rates = [
-        result["worker"]["throughput"]["events_per_s"],
-        result["baseline"]["throughput"]["events_per_s"],
-    ]
-    left.bar(names, rates, color=["tab:blue", "tab:gray"])
+    names = ["streamrec worker", "naive baseline", "Faust alone"]
+    rates = [result["worker"]["throughput"]["events_per_s"],
+             result["baseline"]["throughput"]["events_per_s"],
+             result["faust_ceiling"].get("events_per_s", 0)]
+    left.bar(names, rates, color=["tab:blue", "tab:gray", "tab:orange"])
     left.set_ylabel("events/s (backlog)")
     left.set_title("Sustained throughput")
     for i, key in enumerate(("p50_ms", "p95_ms", "p99_ms")):
         vals = [result["worker"]["latency"].get(key, 0), result["baseline"]["latency"].get(key, 0)]
         right.bar([x + i * 0.25 for x in range(2)], vals, width=0.25, label=key)
-    right.set_xticks([0.25, 1.25], names)
+    right.set_xticks([0.25, 1.25], names[:2])
     right.set_yscale("log")
     right.set_ylabel("ms (log)")
     right.set_title(f"Event→recommendation at {result['rate']:.0f} events/s")
@@ -308,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         "catalogue_items": json.loads((model / "metadata.json").read_text())["config"]["n_items"],
     }
     result["worker"] = {"throughput": worker_throughput(settings, model, backlog, work)}
+    result["faust_ceiling"] = faust_ceiling(settings, result["worker"]["throughput"]["topic"],
+                                            len(backlog), work)
     result["worker"]["latency"] = worker_latency(settings, model, paced, args.rate, work)
     result["baseline"] = baseline(settings, model, backlog, paced, args.rate, args.baseline_budget)
     result["ratio_throughput"] = round(
