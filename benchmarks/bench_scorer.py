@@ -97,7 +97,8 @@ def torch_engine(artifact: Path, threads: int):
     graph = ServingGraph(model.eval(), art.config.top_k).eval()
     index = {item: i for i, item in enumerate(art.item_ids) if i}
     names = art.item_ids
-    chunk = max(1, (64 << 20) // (4 * (art.config.n_items + 1)))  # ~64 MB of scores per chunk
+    # Same call sizes as the scorer: at most 512 users, at most 128 MB of scores.
+    chunk = max(1, min(512, (1 << 25) // (art.config.n_items + 1)))
 
     @torch.inference_mode()
     def top_k(batch: list[list[str]], k: int) -> list[list[tuple[str, float]]]:
@@ -105,8 +106,10 @@ def torch_engine(artifact: Path, threads: int):
         out = []
         for s in range(0, len(seqs), chunk):
             part = seqs[s : s + chunk]
-            seq = torch.from_numpy(pad_left(part, art.config.max_len))
-            ids, scores, _ = graph(seq, torch.zeros(len(part), 1, dtype=torch.int64), seq)
+            longest = max(1, max(map(len, part)))
+            seq = torch.from_numpy(pad_left(part, min(art.config.max_len, longest)))
+            exclude = torch.from_numpy(pad_left(part, longest))
+            ids, scores, _ = graph(seq, torch.zeros(len(part), 1, dtype=torch.int64), exclude)
             for row_i, row_s in zip(ids[:, :k].tolist(), scores[:, :k].tolist(), strict=True):
                 out.append([(names[i], v) for i, v in zip(row_i, row_s, strict=True)])
         return out

@@ -71,6 +71,10 @@ def model_scores(scorer: Scorer, case: EvalCase, start: int, stop: int) -> np.nd
     longest = max(1, max(len(s) for s in part))
     seq = pad_left(part, min(scorer.max_len, longest))
     (scores,) = scorer.run_raw(seq, case.queries[start:stop], pad_left(part, longest), ["scores"])
+    scores = scores.copy()
+    scores[:, 0] = -np.inf  # padding
+    for row, history in enumerate(part):
+        scores[row, history] = -np.inf  # as served: seen items are never recommended
     return scores
 
 

@@ -3,8 +3,9 @@
 Graph signature (B batch, L <= max_len, Q search tokens, E excluded items, N catalogue + padding):
   inputs   item_ids (B, L) int64, left-padded with 0 · query_buckets (B, Q) int64, 0 = none
            exclude_ids (B, E) int64: items never to return (the user's history), 0 = none
-  outputs  top_ids (B, K) int64 best first · top_scores (B, K) float32 · scores (B, N) float32
-           (every score, excluded items and the padding index at -inf; fetch it only to evaluate)
+  outputs  top_ids (B, K) int64 best first, never an excluded item nor padding (where fewer than
+           K items are left, the tail has score -inf) · top_scores (B, K) float32
+           scores (B, N) float32: raw scores of every index, nothing masked (to evaluate)
 """
 
 from __future__ import annotations
@@ -38,10 +39,16 @@ class ServingGraph(nn.Module):
         scores = nn.functional.linear(user, self.model.item_vectors())  # (B, N)
         # Column 0 is padding: exclude it always, whatever the caller sent.
         pad = torch.zeros_like(exclude_ids[:, :1])
-        mask_ids = torch.cat([pad, exclude_ids], dim=1)  # (B, 1 + E)
-        scores = scores.scatter(1, mask_ids, float("-inf"))
-        top_scores, top_ids = scores.topk(self.k, dim=1)
-        return top_ids, top_scores, scores
+        mask_ids = torch.cat([pad, exclude_ids], dim=1)  # (B, X) with X = 1 + E
+        # At most X of the best k + X are excluded, so the answer lies among them. Masking these
+        # few candidates instead of scattering into the (B, N) matrix saves a full copy of it
+        # (at 1M items that copy cost more than the TopK itself).
+        n_cand = torch.clamp(mask_ids.shape[1] + torch.tensor(self.k), max=scores.shape[1])
+        cand_scores, cand_ids = scores.topk(n_cand, dim=1)  # (B, C)
+        excluded = (cand_ids[:, :, None] == mask_ids[:, None, :]).any(-1)  # (B, C)
+        cand_scores = cand_scores.masked_fill(excluded, float("-inf"))
+        top_scores, pos = cand_scores.topk(self.k, dim=1)  # (B, K)
+        return cand_ids.gather(1, pos), top_scores, scores
 
 
 def example_inputs(model: SASRec, batch: int = 2) -> tuple[Tensor, Tensor, Tensor]:
@@ -68,7 +75,9 @@ def export_onnx(model: SASRec, path: str | Path) -> dict:
         **{name: {0: "batch"} for name in OUTPUTS},
     }
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's deprecation notice is not actionable here
+        # The exporter's deprecation notice, and its note that torch.tensor(k) becomes a
+        # constant (k is one), are not actionable.
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
             example_inputs(model, batch=3),

@@ -61,8 +61,13 @@ class HeldOut:
 class SampleBuffer:
     """Per-pseudonym histories of the samples seen, bounded in users and events per user."""
 
-    def __init__(self, max_query_tokens: int = 16, max_users: int = 200_000,
-                 max_events_per_user: int = 200, dedup_capacity: int = 2_000_000) -> None:
+    def __init__(
+        self,
+        max_query_tokens: int = 16,
+        max_users: int = 200_000,
+        max_events_per_user: int = 200,
+        dedup_capacity: int = 2_000_000,
+    ) -> None:
         self.max_query_tokens = max_query_tokens
         self.max_users = max_users
         self.max_events = max_events_per_user
@@ -111,8 +116,9 @@ class SampleBuffer:
             return []
         return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
 
-    def sequences(self, users: Sequence[str], before: int
-                  ) -> tuple[list[list[str]], list[list[list[int]]]]:
+    def sequences(
+        self, users: Sequence[str], before: int
+    ) -> tuple[list[list[str]], list[list[list[int]]]]:
         """Clicks of each user that arrived before ``before``, and the search context of each."""
         seqs, contexts = [], []
         for user in users:
@@ -126,7 +132,7 @@ class SampleBuffer:
                     items.append(step.item)
                     ctx.append(list(recent))
                 else:
-                    recent = [*recent, *step.buckets][-self.max_query_tokens:]
+                    recent = [*recent, *step.buckets][-self.max_query_tokens :]
             seqs.append(items)
             contexts.append(ctx)
         return seqs, contexts
@@ -143,7 +149,7 @@ class SampleBuffer:
             recent: list[int] = []
             for step in self._users[user]:
                 if step.item is None:
-                    recent = [*recent, *step.buckets][-self.max_query_tokens:]
+                    recent = [*recent, *step.buckets][-self.max_query_tokens :]
                     continue
                 if step.arrival >= start and items and step.item not in items:
                     cases.append(HeldOut(tuple(items), tuple(recent), step.item))
@@ -152,13 +158,18 @@ class SampleBuffer:
 
     def time_range(self, start: int, stop: int) -> tuple[int, int] | None:
         """Oldest and newest sample time (ms) among arrivals ``start <= a < stop``."""
-        times = [s.time for u in self.active_since(start) for s in self._users[u]
-                 if start <= s.arrival < stop]
+        times = [
+            s.time
+            for u in self.active_since(start)
+            for s in self._users[u]
+            if start <= s.arrival < stop
+        ]
         return (min(times), max(times)) if times else None
 
 
-def grown_vocabulary(parent_ids: Sequence[str] | None, sequences: Sequence[Sequence[str]]
-                     ) -> Vocabulary:
+def grown_vocabulary(
+    parent_ids: Sequence[str] | None, sequences: Sequence[Sequence[str]]
+) -> Vocabulary:
     """The parent's vocabulary (same indices), never-seen items appended in order of appearance."""
     base = list(parent_ids) if parent_ids else [""]
     known = set(base)
@@ -170,8 +181,10 @@ def grown_state(parent: Artifact, mc: ModelConfig) -> dict[str, torch.Tensor]:
     """The parent's weights in a network of ``mc``; rows of items the parent lacks stay fresh."""
     path = parent.file(WEIGHTS_FILE)
     if path is None:
-        raise ArtifactError(f"artifact {parent.path} has no {WEIGHTS_FILE}: cannot warm-start "
-                            "from it; start the trainer from an artifact made by streamrec train")
+        raise ArtifactError(
+            f"artifact {parent.path} has no {WEIGHTS_FILE}: cannot warm-start "
+            "from it; start the trainer from an artifact made by streamrec train"
+        )
     old = torch.load(path, map_location="cpu", weights_only=True)
     state = SASRec(mc).state_dict()  # fresh initialisation for the new item rows
     for name, tensor in old.items():
@@ -182,9 +195,16 @@ def grown_state(parent: Artifact, mc: ModelConfig) -> dict[str, torch.Tensor]:
     return state
 
 
-def train_candidate(parent: Artifact | None, sequences: list[list[str]],
-                    contexts: list[list[list[int]]], base: ModelConfig, tc: TrainConfig,
-                    out: Path, metadata: dict[str, Any], device: str = "cpu") -> Artifact:
+def train_candidate(
+    parent: Artifact | None,
+    sequences: list[list[str]],
+    contexts: list[list[list[int]]],
+    base: ModelConfig,
+    tc: TrainConfig,
+    out: Path,
+    metadata: dict[str, Any],
+    device: str = "cpu",
+) -> Artifact:
     """Train one window from ``parent`` (or from scratch) and save the artifact at ``out``.
 
     ``metadata`` must hold the ``version`` and may add anything (metrics, training data).
@@ -195,9 +215,15 @@ def train_candidate(parent: Artifact | None, sequences: list[list[str]],
     mc = dataclasses.replace(parent.config if parent else base, n_items=len(vocab))
     encoded = [vocab.encode(s) for s in sequences]
     width = mc.max_query_tokens
-    split = Split(encoded, contexts, np.zeros(0, np.int64), np.zeros(0, np.int64),
-                  np.zeros(0, np.int64), np.zeros((0, width), np.int64),
-                  np.zeros((0, width), np.int64))
+    split = Split(
+        encoded,
+        contexts,
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        np.zeros((0, width), np.int64),
+        np.zeros((0, width), np.int64),
+    )
     tc = dataclasses.replace(tc, eval_every=tc.epochs)
     init = grown_state(parent, mc) if parent else None
     result = train(split, mc, tc, device, None, init)
@@ -218,8 +244,9 @@ def train_candidate(parent: Artifact | None, sequences: list[list[str]],
         return save_artifact(out, {"model.onnx": onnx_path, WEIGHTS_FILE: weights}, meta)
 
 
-def heldout_metrics(scorer: Scorer, cases: Sequence[HeldOut], batch_size: int = 256
-                    ) -> dict[str, float]:
+def heldout_metrics(
+    scorer: Scorer, cases: Sequence[HeldOut], batch_size: int = 256
+) -> dict[str, float]:
     """HR@K, NDCG@K and MRR of the scorer's model on the cases (FULL ranking, history masked).
 
     A target the model does not know counts as a miss, as it would in service.
@@ -232,13 +259,19 @@ def heldout_metrics(scorer: Scorer, cases: Sequence[HeldOut], batch_size: int = 
     for row, case in enumerate(cases):
         recent = case.queries[-width:]
         if recent:
-            queries[row, width - len(recent):] = recent
+            queries[row, width - len(recent) :] = recent
     case_arrays = EvalCase(
         [np.asarray([index[i] for i in c.history if i in index], np.int64) for c in cases],
-        np.asarray([index.get(c.target, 0) for c in cases], np.int64), queries)
-    ranks = [ranks_from_scores(model_scores(scorer, case_arrays, start, start + batch_size),
-                               case_arrays.targets[start:start + batch_size])
-             for start in range(0, len(cases), batch_size)]
+        np.asarray([index.get(c.target, 0) for c in cases], np.int64),
+        queries,
+    )
+    ranks = [
+        ranks_from_scores(
+            model_scores(scorer, case_arrays, start, start + batch_size),
+            case_arrays.targets[start : start + batch_size],
+        )
+        for start in range(0, len(cases), batch_size)
+    ]
     return summarize(np.concatenate(ranks))
 
 
@@ -252,15 +285,24 @@ class Comparison:
     new_items: int  # items the candidate can recommend and the current model cannot
 
 
-def compare(candidate: Artifact, current: Artifact | None, cases: Sequence[HeldOut],
-            device: Literal["auto", "cpu", "cuda"] = "cpu") -> Comparison:
+def compare(
+    candidate: Artifact,
+    current: Artifact | None,
+    cases: Sequence[HeldOut],
+    device: Literal["auto", "cpu", "cuda"] = "cpu",
+) -> Comparison:
     """Score both models on ``cases`` (ONNX Runtime, as served) and count the new items."""
+
     def score(artifact: Artifact) -> dict[str, float]:
         return heldout_metrics(Scorer(artifact.path, device=device, threads=2), cases)
 
     known = len(current.item_ids) if current is not None else 1
-    return Comparison(score(candidate), score(current) if current is not None else None,
-                      len(cases), len(candidate.item_ids) - known)
+    return Comparison(
+        score(candidate),
+        score(current) if current is not None else None,
+        len(cases),
+        len(candidate.item_ids) - known,
+    )
 
 
 @dataclass(frozen=True)
@@ -271,8 +313,12 @@ class Decision:
     reason: str  # first | better | new_items | worse | no_evidence
 
 
-def release_decision(candidate: Mapping[str, float], current: Mapping[str, float] | None,
-                     new_items: int, tolerance: float = 0.0) -> Decision:
+def release_decision(
+    candidate: Mapping[str, float],
+    current: Mapping[str, float] | None,
+    new_items: int,
+    tolerance: float = 0.0,
+) -> Decision:
     """The release rule.
 
     1. No current model: release (``first``).

@@ -23,7 +23,9 @@ from model.providers import CUDA_EP, choose_providers
 log = logging.getLogger(__name__)
 
 REQUIRED_OUTPUTS = ("top_ids", "top_scores")
-CHUNK = 512  # users per ONNX Runtime call: bounds the (batch x catalogue) score matrix
+CHUNK = 512  # most users per ONNX Runtime call
+SCORE_CELLS = 1 << 25  # (users x catalogue) scores per call: 128 MB of float32
+MASK_CELLS = 1 << 24  # (users x candidates x excluded) comparisons per call
 BIG_CATALOGUE = 200_000  # from here on, trade a little speed for memory (see _session_options)
 
 
@@ -195,9 +197,10 @@ class Scorer:
         if queries is not None and len(queries) != len(histories):
             raise ValueError(f"{len(histories)} histories but {len(queries)} query lists")
         out: list[list[tuple[str, float]]] = []
-        for start in range(0, len(histories), CHUNK):
-            part_q = queries[start : start + CHUNK] if queries is not None else None
-            out += _top_k_chunk(loaded, histories[start : start + CHUNK], k, part_q)
+        step = _chunk_size(loaded, max((len(h) for h in histories), default=0))
+        for start in range(0, len(histories), step):
+            part_q = queries[start : start + step] if queries is not None else None
+            out += _top_k_chunk(loaded, histories[start : start + step], k, part_q)
         return out
 
     def run_raw(
@@ -217,6 +220,18 @@ class Scorer:
             old, self._loaded = self._loaded, new
         log.info("model switched from %s to %s", old.artifact.version, new.artifact.version)
         return new.artifact.version
+
+
+def _chunk_size(loaded: _Loaded, longest: int) -> int:
+    """Users per call, so that neither the score matrix nor the exclusion mask gets huge.
+
+    Smaller calls also run faster on big catalogues: a 1 GB score matrix is page-faulted
+    anew on every call when the memory arena is off.
+    """
+    excluded = longest + 1
+    by_scores = SCORE_CELLS // (loaded.artifact.config.n_items + 1)
+    by_mask = MASK_CELLS // ((loaded.k + excluded) * excluded)
+    return max(1, min(CHUNK, by_scores, by_mask))
 
 
 def _top_k_chunk(loaded: _Loaded, histories, k: int, queries) -> list[list[tuple[str, float]]]:

@@ -86,3 +86,21 @@ def test_scores_are_sorted_best_first(artifact: Artifact) -> None:
     for recs in Scorer(artifact.path, device="cpu").top_k(real_histories(artifact)[:30], 15):
         scores = [s for _, s in recs]
         assert scores == sorted(scores, reverse=True) and len(recs) == 15
+
+
+def test_top_k_is_the_best_of_the_unseen_items(artifact: Artifact) -> None:
+    # Brute force from the raw scores: mask padding and history, sort; the graph must agree,
+    # also when the history is longer than k (the graph masks only its top candidates).
+    scorer = Scorer(artifact.path, device="cpu")
+    index = {item: i for i, item in enumerate(artifact.item_ids) if i}
+    histories = real_histories(artifact)[:40]
+    histories += [sum(histories[i : i + 8], []) for i in range(0, 40, 8)]
+    seqs = [np.asarray([index[i] for i in h]) for h in histories]
+    q = np.zeros((len(seqs), 1), np.int64)
+    raw = scorer.run_raw(pad_left(seqs, scorer.max_len), q, pad_left(seqs, 1), ["scores"])[0]
+    for row, (history, recs) in enumerate(zip(seqs, scorer.top_k(histories, 10), strict=True)):
+        scores = raw[row].copy()
+        scores[0] = -np.inf
+        scores[history] = -np.inf
+        best = np.argsort(-scores, kind="stable")[:10]
+        assert [index[i] for i, _ in recs] == [i for i in best.tolist() if scores[i] > -np.inf]
