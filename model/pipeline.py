@@ -55,9 +55,8 @@ def run_training(job: TrainJob) -> Artifact:
     parent = load_artifact(job.init_from) if job.init_from else None
     vocab = Vocabulary.build(data.sequences)
     if parent is not None:  # keep the parent's indices; new items are appended
-        vocab = Vocabulary(
-            [*parent.item_ids, *(i for i in vocab.item_ids[1:] if i not in set(parent.item_ids))]
-        )
+        known = set(parent.item_ids)
+        vocab = Vocabulary([*parent.item_ids, *(i for i in vocab.item_ids[1:] if i not in known)])
     mc = dataclasses.replace(parent.config if parent else job.model, n_items=len(vocab))
     split = leave_one_out(
         [vocab.encode(s) for s in data.sequences], data.queries, mc.max_query_tokens
