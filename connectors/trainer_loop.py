@@ -133,17 +133,20 @@ class Trainer:
               idle_exit_s: float | None) -> None:
         last_record = time.monotonic()
         while not self._stop.is_set():
-            if max_windows is not None and self.stats.windows >= max_windows:
-                return
             msgs = consumer.consume(1000, 0.5)
-            for msg in msgs:
-                self._take(msg)
+            # A window closes at its W-th click exactly, even in the middle of a batch; the
+            # rest of the batch belongs to the next window.
+            for msg in [*msgs, None]:
+                if msg is not None:
+                    self._take(msg)
+                if self._window_due(time.monotonic()):
+                    self._window(publisher)
+                if max_windows is not None and self.stats.windows >= max_windows:
+                    return
             now = time.monotonic()
             last_record = now if msgs else last_record
-            if self._window_due(now):
-                self._window(publisher)
-            elif (idle_exit_s is not None and now - last_record >= idle_exit_s
-                  and self._since_attempt < self.config.min_clicks):
+            if (idle_exit_s is not None and now - last_record >= idle_exit_s
+                    and self._since_attempt < self.config.min_clicks):
                 log.info("no new samples for %.0f s: stopping", idle_exit_s)
                 return
 
