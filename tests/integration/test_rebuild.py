@@ -77,7 +77,8 @@ def rebuild(cli, env, *args: str, data_dir: Path) -> subprocess.CompletedProcess
 def wait_for(worker: WorkerProcess, metric: str, value: float, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while worker.metric(metric) < value:
-        assert time.monotonic() < deadline, f"{metric} < {value}:\n{worker.log()}"
+        assert time.monotonic() < deadline, \
+            f"{metric} = {worker.metric(metric)} < {value}:\n{worker.log()}"
         time.sleep(0.3)
 
 
@@ -122,7 +123,9 @@ def test_a_new_generation_serves_the_rebuilt_state_and_goes_on_exactly_once(
         assert f"from {len(history):,} events ({len(history):,} applied" in result.stderr
         assert f"STREAMREC_APP_ID={new_app}" in result.stderr
 
-        new = WorkerProcess(dict(env, STREAMREC_APP_ID=new_app), tmp_path / "new").start()
+        # Info-level log: a failure below then shows how far recovery and assignment got.
+        new = WorkerProcess(dict(env, STREAMREC_APP_ID=new_app, STREAMREC_LOG_LEVEL="info"),
+                            tmp_path / "new").start()
         try:
             wait_for(new, "streamrec_events_in_total", len(during))
             assert_states(new, sent)
