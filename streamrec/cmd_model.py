@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from streamrec.cmd_follow import add_follow_arguments, run_follow
 from streamrec.errors import UsageError
 from streamrec.settings import Settings
 
@@ -41,6 +42,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     if module is not None:  # a source checkout: the benchmark defines its own options
         module.add_arguments(scorer)
     scorer.set_defaults(func=run_bench_scorer)
+    for name, text in OTHER_BENCHMARKS.items():
+        other = targets.add_parser(name, help=text, add_help=False)
+        other.add_argument("bench_args", nargs=argparse.REMAINDER, help="see --help")
+        other.set_defaults(func=run_bench_script, bench=name)
+
+
+# benchmarks/bench_<name>.py, each with main(argv) -> int and its own --help.
+OTHER_BENCHMARKS = {
+    "pipeline": "worker vs naive per-event baseline on real brokers (events/s, latency)",
+    "replay": "replay throughput, uncapped and capped",
+    "mirror": "mirror samples/s private -> public",
+    "loop": "freshness: new item's first events to a live model that knows it",
+}
+
+
+def run_bench_script(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``benchmarks/bench_<name>.py`` of this checkout with the remaining arguments."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"bench_{args.bench}.py"
+    if not script.is_file():
+        raise UsageError(f"{script} not found: run the benchmarks from a source checkout")
+    spec = importlib.util.spec_from_file_location(f"bench_{args.bench}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(args.bench_args) or 0)
 
 
 def _bench_module():
@@ -54,21 +79,24 @@ def _bench_module():
     return module
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", type=Path, required=True, help="interaction file")
+def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--dataset", type=Path, required=required, help="interaction file")
     p.add_argument(
         "--format",
         dest="fmt",
         choices=("s3rec", "bert4rec", "events"),
-        required=True,
+        required=required,
         help=FORMAT_HELP,
     )
 
 
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
-    t = subparsers.add_parser("train", help="train the sequential model, write an artifact")
-    _data_args(t)
-    t.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    t = subparsers.add_parser(
+        "train",
+        help="train the sequential model, write an artifact (--follow: learn from the stream)",
+    )
+    _data_args(t, required=False)  # not needed with --follow
+    t.add_argument("--out", type=Path, help="artifact directory to write")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     t.add_argument("--init-from", type=Path, default=None, help="warm-start from this artifact")
     t.add_argument(
@@ -87,6 +115,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     for flag, (kind, _, _, helptext) in TUNING.items():
         choices = ("ce", "sampled") if flag == "--loss" else None
         t.add_argument(flag, type=kind, default=None, choices=choices, help=helptext)
+    add_follow_arguments(t)
     t.set_defaults(func=run_train)
 
 
@@ -132,6 +161,13 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     from model.data import DataError, QueryHashing
     from model.pipeline import TrainJob, run_training
 
+    if args.follow:
+        return run_follow(args, settings)
+    missing = [flag for flag, value in (("--dataset", args.dataset), ("--format", args.fmt),
+                                        ("--out", args.out)) if value is None]
+    if missing:
+        raise UsageError(f"train needs {', '.join(missing)} (or --follow to learn from "
+                         "STREAMREC_TRAIN_TOPIC)")
     _setup_logging()
     given = {k: v for k, v in vars(args).items() if v is not None}
     picked = {**(DEMO if args.preset == "demo" else {}), **given}
