@@ -15,7 +15,8 @@ give none.
 
 Idempotent: a sample id is a keyed hash of the event id, so running a backfill again sends the
 same samples again. Whoever reads the training topic keeps one sample per ``sample_id`` -- it must
-anyway, since a worker that re-processes a batch after a crash sends that batch's samples again.
+anyway, since a worker that re-processes a batch after a crash sends that batch's samples again;
+the trainer's ``model.incremental.SampleBuffer`` does, over its last ``dedup_capacity`` ids.
 """
 
 from __future__ import annotations
