@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -228,7 +229,8 @@ class StateBuild:
         """Every user: id, state bytes, state, ingest time of its last event (in key order)."""
         for key, stored in self._db.items():
             value = stored[_INGEST.size:]
-            yield key.decode(), value, UserState.from_bytes(value), _INGEST.unpack_from(stored)[0]
+            user = cast(bytes, key).decode()  # raw mode: keys are bytes
+            yield user, value, UserState.from_bytes(value), _INGEST.unpack_from(stored)[0]
 
     def apply(self, processor: BatchProcessor, topic: str, batch: Sequence[Record],
               report: RebuildReport) -> None:
@@ -361,21 +363,22 @@ def stale_keys(bootstrap: str, topic: str, partitions: int, build: StateBuild,
         seen: set[tuple[int, bytes]] = set()
         deadline = time.monotonic() + timeout_s
         while ends:
-            msgs = consumer.consume(10_000, 0.5)
+            # Typed as Record: the client's stubs make partition/offset optional for events.
+            msgs = cast(list[Record], consumer.consume(10_000, 0.5))
             if not msgs and time.monotonic() > deadline:
                 raise RebuildError(f"reading {topic!r} stalled; still unread: {sorted(ends)}")
             for msg in msgs:
-                partition, offset = msg.partition(), msg.offset()
-                if msg.error() is not None:
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(msg.error())
-                elif msg.key() is not None and (partition, msg.key()) not in seen \
+                partition, offset, key, err = msg.partition(), msg.offset(), msg.key(), msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(err)
+                elif key is not None and (partition, key) not in seen \
                         and offset < ends.get(partition, -1):  # compaction forbids null keys
                     deadline = time.monotonic() + timeout_s
-                    user = _user_of(msg.key())
+                    user = _user_of(key)
                     if user is None or build.partition_of(user.encode()) != partition:
-                        seen.add((partition, msg.key()))
-                        yield partition, msg.key()
+                        seen.add((partition, key))
+                        yield partition, key
                 if partition in ends and offset + 1 >= ends[partition]:
                     del ends[partition]
     finally:

@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
 from tqdm import tqdm
@@ -380,7 +381,9 @@ def _recommend_to(args: argparse.Namespace, settings: Settings) -> RecommendTo:
         return RecommendTo(topic, None)
     from model.scorer import Scorer  # ONNX Runtime, loaded only when scoring is asked for
 
-    scorer = Scorer(model_dir, settings.scoring_device)
+    # Any: its read-only ``version`` property satisfies the pipeline's Scorer protocol at run
+    # time, though not mypy's reading of a protocol attribute.
+    scorer: Any = Scorer(model_dir, settings.scoring_device)
     if scorer.k < settings.top_k:
         raise UsageError(f"model {scorer.version} gives at most {scorer.k} items; "
                          f"STREAMREC_TOP_K is {settings.top_k}")
