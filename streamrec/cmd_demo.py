@@ -38,15 +38,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     work = settings.data_dir / "demo"
     console.print("[bold]streamrec demo[/]: starting the local Kafka clusters ...")
     started = _brokers(settings)
-    worker = None
+    processes: dict = {}
     stop = threading.Event()
     try:
         train_file, live, source = demo.demo_data(data_root, work)
         tag = "yoochoose" if data_root else "synthetic"
         model = demo.train_model(train_file, settings.model_store / f"demo-{tag}",
                                  work / "train.log")
-        console.print(f"model ready: {model}; starting a worker (log: {work / 'worker.log'})")
-        worker = demo.start_worker(model, settings, work / "worker.log")
+        if args.no_loop:
+            processes = {"worker": demo.start(["worker", "--model", str(model)],
+                                              work / "worker.log")}
+        else:
+            processes = demo.start_loop(settings, model, work)
+        console.print(f"model ready: {model}; started {', '.join(processes)} "
+                      f"(logs in {work})")
         stats = demo.LiveStats()
         threads = [
             threading.Thread(target=demo.follow_recommendations, args=(settings, stats, stop),
@@ -57,29 +62,34 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         threads[0].start()
         time.sleep(3)  # the subscriber joins before the first event is sent
         threads[1].start()
-        _show(console, stats, source, worker, args.duration, threads[1])
+        _show(console, stats, source, processes, args.duration, threads[1])
     except KeyboardInterrupt:
         console.print("stopping ...")
     finally:
         stop.set()
-        if worker is not None:
-            demo.stop_process(worker)
+        for proc in processes.values():
+            demo.stop_process(proc)
         if not args.keep_brokers:
             for cluster in started:
                 cluster.stop()
-    return 0 if worker is None or worker.returncode in (0, -15, None) else 1
+    return 0
 
 
-def _show(console: Console, stats, source: str, worker, duration: float | None,
+def _show(console: Console, stats, source: str, processes: dict, duration: float | None,
           producer: threading.Thread) -> None:
     deadline = time.monotonic() + duration if duration else None
-    with Live(demo.render(stats, source, True), console=console, refresh_per_second=2) as live:
+
+    def view():
+        alive = {name: proc.poll() is None for name, proc in processes.items()}
+        return demo.render(stats, source, alive)
+
+    with Live(view(), console=console, refresh_per_second=2) as live:
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.5)
-            live.update(demo.render(stats, source, worker.poll() is None))
+            live.update(view())
             if not producer.is_alive() and stats.recommendations and deadline is None:
                 time.sleep(3)  # let the last recommendations arrive
-                live.update(demo.render(stats, source, worker.poll() is None))
+                live.update(view())
                 break
     console.print("[bold]demo finished[/]: all live events streamed.")
 
@@ -91,6 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--datasets", type=Path, help="the shared datasets folder (found if beside)")
     p.add_argument("--synthetic", action="store_true", help="use generated data instead")
+    p.add_argument("--no-loop", action="store_true",
+                   help="only the worker: no mirror, trainer or model sync")
     p.add_argument("--keep-brokers", action="store_true",
                    help="leave the clusters running afterwards")
     p.set_defaults(func=run)

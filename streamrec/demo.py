@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +20,10 @@ from pathlib import Path
 from rich.table import Table
 
 from connectors.datasets import read_events
+from connectors.model_store import PrivateModels
 from connectors.pacing import Pacer
 from connectors.producer import EventProducer
+from connectors.signing import generate_keypair
 from connectors.subscriber import Subscriber
 from connectors.synthetic import SyntheticConfig, generate_events
 from streamrec.errors import StreamrecError
@@ -83,6 +86,7 @@ class LiveStats:
     last_recs: dict[str, list[str]] = field(default_factory=dict)
     recent: deque = field(default_factory=lambda: deque(maxlen=5))
     model_version: str = "-"
+    versions: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,6 +106,8 @@ class LiveStats:
             self.last_recs[rec["user_id"]] = [i["item_id"] for i in rec["items"]]
             self.recent.append(rec)
             self.model_version = rec["model_version"]
+            if rec["strategy"] == "model" and rec["model_version"] not in self.versions:
+                self.versions.append(rec["model_version"])
 
     def percentile(self, q: float) -> float:
         with self.lock:
@@ -109,12 +115,49 @@ class LiveStats:
         return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-def start_worker(model: Path, settings: Settings, log: Path) -> subprocess.Popen:
-    """A worker in its own process group, so stopping the demo stops it too."""
-    cmd = [sys.executable, "-m", "streamrec", "worker", "--model", str(model)]
-    sink = open(log, "ab")  # noqa: SIM115 - the worker owns it until it exits
-    return subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+def bootstrap_private_model(settings: Settings, artifact: Path) -> Path:
+    """Make the privately trained demo model the private side's ``current``; return the link.
+
+    It was trained in the private cloud, so it needs no trainer signature; the releases that
+    follow come from the public trainer and are verified by the model sync.
+    """
+    models = PrivateModels(settings.data_dir / "models-private")
+    version = json.loads((artifact / "metadata.json").read_text())["version"]
+    if not models.path_of(version).exists():
+        shutil.copytree(artifact, models.path_of(version))
+        models.record_accepted(version, {"version": version, "origin": "private demo training"},
+                               {})
+    if models.current() is None:
+        models.point_current(version, "demo bootstrap")
+    return models.current_link
+
+
+def ensure_trainer_keys(settings: Settings) -> None:
+    """The trainer's signing key pair (made once; the private side keeps only the public key)."""
+    if not settings.signing_key_path.exists():
+        generate_keypair(settings.signing_key_path, settings.verify_key_path)
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen:
+    """``streamrec ARGS`` in its own process group, so stopping the demo stops it too."""
+    sink = open(log, "ab")  # noqa: SIM115 - the child owns it until it exits
+    return subprocess.Popen([sys.executable, "-m", "streamrec", *args], stdout=sink,
+                            stderr=subprocess.STDOUT, start_new_session=True,
                             env=dict(os.environ))
+
+
+def start_loop(settings: Settings, model: Path, work: Path) -> dict[str, subprocess.Popen]:
+    """Worker, mirror, incremental trainer and model sync: the whole hybrid-cloud loop."""
+    ensure_trainer_keys(settings)
+    current = bootstrap_private_model(settings, model)
+    return {
+        "worker": start(["worker", "--model", str(current)], work / "worker.log"),
+        "mirror": start(["mirror"], work / "mirror.log"),
+        "trainer": start(["train", "--follow", "--init-from", str(model), "--window-seconds",
+                          "30", "--window-clicks", "4000", "--epochs", "2"],
+                         work / "trainer.log"),
+        "model sync": start(["models", "sync"], work / "sync.log"),
+    }
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 20) -> None:
@@ -148,7 +191,7 @@ def follow_recommendations(settings: Settings, stats: LiveStats, stop: threading
         stats.on_recommendation(rec.value)
 
 
-def render(stats: LiveStats, source: str, worker_alive: bool) -> Table:
+def render(stats: LiveStats, source: str, processes: dict[str, bool]) -> Table:
     """The live view: rates, latency percentiles, live quality, a few users' latest items."""
     elapsed = max(1e-9, time.monotonic() - stats.started)
     table = Table(title="streamrec live demo — Ctrl-C stops everything", show_header=False,
@@ -158,8 +201,9 @@ def render(stats: LiveStats, source: str, worker_alive: bool) -> Table:
     quality = f"{stats.hits / stats.judged:.1%} of {stats.judged:,}" if stats.judged else "-"
     rows = [
         ("data", source),
-        ("worker", "running" if worker_alive else "[red]stopped"),
-        ("model", stats.model_version),
+        ("processes", "  ".join(f"{name}: {'up' if up else '[red]down[/]'}"
+                                for name, up in processes.items())),
+        ("model", f"{stats.model_version}  (versions seen: {len(stats.versions)})"),
         ("events produced", f"{stats.produced:,}  ({stats.produced / elapsed:,.0f}/s)"),
         ("recommendations", f"{stats.recommendations:,}  "
                             f"({stats.recommendations / elapsed:,.0f}/s)"),
