@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -182,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(run_child(args)))
         return 0
     results = []
+    load_before = os.getloadavg()  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="bench-scorer-") as tmp:
         for size in [int(s) for s in args.sizes.split(",")]:
             artifact = make_artifact(size, Path(tmp))
@@ -211,8 +213,11 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
             "threads": args.threads,
             "python": platform.python_version(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
         },
         "k": args.k,
         "history": HISTORY,
