@@ -114,44 +114,21 @@ def train(
     if checkpoint is not None and checkpoint.is_file():
         state = _resume(checkpoint, model, opt, rng)
         log.info("resumed from %s at epoch %d", checkpoint, state.epoch)
-    val_in, val_q, val_y = _validation_set(split, tc)
+    validate = _Validation(split, tc, dev)
     started = time.monotonic() - state.seconds
     stopped_by = "epochs"
-    while state.epoch < tc.epochs:
+    while state.epoch < tc.epochs and stopped_by == "epochs":
         state.epoch += 1
-        losses = [
-            _step(model, opt, batch, tc, dev)
-            for batch in training_batches(
-                split.train,
-                split.train_queries,
-                mc.max_len,
-                mc.max_query_tokens,
-                tc.batch_size,
-                rng,
-            )
-        ]
+        loss = _train_epoch(model, opt, split, tc, rng, dev)
         state.seconds = time.monotonic() - started
-        if state.epoch % tc.eval_every == 0 or state.epoch == tc.epochs:
-            stop = _validate(
-                model,
-                state,
-                tc,
-                val_in,
-                val_targets=val_y,
-                dev=dev,
-                val_q=val_q,
-                loss=float(np.mean(losses)) if losses else 0.0,
-            )
+        over_time = tc.max_minutes is not None and state.seconds > 60 * tc.max_minutes
+        if state.epoch % tc.eval_every == 0 or state.epoch == tc.epochs or over_time:
+            if validate(model, state, loss):
+                stopped_by = "patience"
             if checkpoint is not None:
                 _save(checkpoint, model, opt, rng, state)
-            if stop:
-                stopped_by = "patience"
-                break
-        if tc.max_minutes is not None and state.seconds > 60 * tc.max_minutes:
+        if over_time and stopped_by == "epochs":
             stopped_by = "max_minutes"
-            if state.epoch % tc.eval_every:
-                _validate(model, state, tc, val_in, val_y, dev, val_q, 0.0)
-            break
     model.load_state_dict(state.best_state)
     model.eval()
     return TrainResult(
@@ -164,14 +141,58 @@ def train(
     )
 
 
-def _validation_set(split: Split, tc: TrainConfig):
-    """Validation histories, search context and targets; a fixed subset when asked."""
-    rows = np.arange(len(split.val_users))
-    if 0 < tc.val_sample < len(rows):
-        rows = np.sort(np.random.default_rng(tc.seed + 1).choice(rows, tc.val_sample, False))
-    inputs = split.val_inputs()
-    queries = split.val_queries[rows] if split.val_queries is not None else None
-    return [inputs[r] for r in rows], queries, split.val_targets[rows]
+def _train_epoch(
+    model: SASRec,
+    opt: torch.optim.Optimizer,
+    split: Split,
+    tc: TrainConfig,
+    rng: np.random.Generator,
+    dev: torch.device,
+) -> float:
+    """One pass over the training sequences; returns the mean batch loss."""
+    cfg = model.cfg
+    batches = training_batches(
+        split.train, split.train_queries, cfg.max_len, cfg.max_query_tokens, tc.batch_size, rng
+    )
+    losses = [_step(model, opt, batch, tc, dev) for batch in batches]
+    return float(np.mean(losses)) if losses else 0.0
+
+
+class _Validation:
+    """FULL-protocol validation on a fixed set of users, with the early-stopping rule."""
+
+    def __init__(self, split: Split, tc: TrainConfig, dev: torch.device) -> None:
+        rows = np.arange(len(split.val_users))
+        if 0 < tc.val_sample < len(rows):
+            rows = np.sort(np.random.default_rng(tc.seed + 1).choice(rows, tc.val_sample, False))
+        inputs = split.val_inputs()
+        self.inputs = [inputs[r] for r in rows]
+        self.queries = split.val_queries[rows] if split.val_queries is not None else None
+        self.targets = split.val_targets[rows]
+        self.tc, self.dev = tc, dev
+
+    def __call__(self, model: SASRec, state: _State, loss: float) -> bool:
+        """Record this epoch's metrics, keep the best weights; True when patience ran out."""
+        metrics = {}
+        if self.inputs:
+            ranks = full_ranks(model, self.inputs, self.targets, self.queries, self.dev)
+            metrics = summarize(ranks)
+        ndcg = metrics.get("NDCG@10", 0.0)
+        entry = {"epoch": state.epoch, "loss": loss, "seconds": state.seconds, **metrics}
+        state.history.append(entry)
+        log.info(
+            "epoch %d loss %.4f val HR@10 %.4f NDCG@10 %.4f (%.0fs)",
+            state.epoch,
+            loss,
+            metrics.get("HR@10", 0.0),
+            ndcg,
+            state.seconds,
+        )
+        if ndcg > state.best_ndcg:
+            state.best_ndcg, state.best_epoch, state.best_metrics = ndcg, state.epoch, metrics
+            state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        return (state.epoch - state.best_epoch) >= self.tc.patience * self.tc.eval_every
 
 
 def _step(
@@ -195,28 +216,6 @@ class _State:
     best_metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _validate(
-    model, state: _State, tc: TrainConfig, val_in, val_targets, dev, val_q, loss: float
-) -> bool:
-    """Record validation metrics; True when patience has run out."""
-    metrics = summarize(full_ranks(model, val_in, val_targets, val_q, dev)) if val_in else {}
-    ndcg = metrics.get("NDCG@10", 0.0)
-    state.history.append({"epoch": state.epoch, "loss": loss, "seconds": state.seconds, **metrics})
-    log.info(
-        "epoch %d loss %.4f val HR@10 %.4f NDCG@10 %.4f (%.0fs)",
-        state.epoch,
-        loss,
-        metrics.get("HR@10", 0.0),
-        ndcg,
-        state.seconds,
-    )
-    if ndcg > state.best_ndcg:
-        state.best_ndcg, state.best_epoch, state.best_metrics = ndcg, state.epoch, metrics
-        state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return False
-    return (state.epoch - state.best_epoch) >= tc.patience * tc.eval_every
 
 
 def _save(path: Path, model, opt, rng: np.random.Generator, state: _State) -> None:
