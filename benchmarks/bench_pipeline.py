@@ -167,6 +167,7 @@ def worker_throughput(settings: Settings, model: Path, events: list[dict], work:
         seconds = time.monotonic() - (first or time.monotonic())
         batches = worker.metric("streamrec_batch_size_count")
         return {
+            "topic": env["STREAMREC_EVENTS_TOPIC"],
             "events": len(events),
             "seconds": round(seconds, 2),
             "events_per_s": round(len(events) / seconds, 1),
@@ -188,7 +189,7 @@ def faust_ceiling(settings: Settings, topic: str, events: int, work: Path) -> di
                CEILING_OUT=str(out), CEILING_DIR=str(work / "ceiling"),
                CEILING_BROKER=f"kafka://{settings.private_servers}", PYTHONPATH=str(REPO))
     subprocess.run([sys.executable, "-m", "faust", "-A", "benchmarks.faust_ceiling", "worker",
-                    "-l", "warning"], env=env, capture_output=True, timeout=900, cwd=REPO)
+                    "-l", "warn"], env=env, capture_output=True, timeout=900, cwd=REPO)
     return json.loads(out.read_text()) if out.exists() else {"error": "did not finish"}
 
 

@@ -33,6 +33,9 @@ def _session_options(n_items: int, threads: int | None, low_memory: bool | None)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only: placement notes are noise in a worker log
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # No busy-waiting between calls: on a few cores the spinning threads take CPU from the
+    # Kafka and event-loop threads that feed the next batch.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
