@@ -54,6 +54,7 @@ OTHER_BENCHMARKS = {
     "replay": "replay throughput, uncapped and capped",
     "mirror": "mirror samples/s private -> public",
     "loop": "freshness: new item's first events to a live model that knows it",
+    "swap": "worker latency before, during and after a hot model swap",
 }
 
 
