@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamrec.errors import StreamrecError
+from streamrec.errors import StreamrecError, UsageError
 from streamrec.settings import Settings
 
 SHOWN_METRICS = ("hr@10", "ndcg@10", "new_items", "items")
@@ -128,7 +128,7 @@ def _checked(action: Callable[[], Any]) -> Any:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``models`` with ``sync``, ``list``, ``promote`` and ``rollback``."""
+    """Add ``models`` with ``sync``, ``list``, ``promote``, ``rollback`` and ``keygen``."""
     p = sub.add_parser("models", help="private side: sync released models, list, promote, "
                        "roll back")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -146,3 +146,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=run_promote)
     rb = actions.add_parser("rollback", help="make the previous good version current")
     rb.set_defaults(func=run_rollback)
+    kg = actions.add_parser("keygen", help="make the trainer's Ed25519 key pair "
+                            "(STREAMREC_SIGNING_KEY_PATH, STREAMREC_VERIFY_KEY_PATH)")
+    kg.add_argument("--overwrite", action="store_true", help="replace an existing pair")
+    kg.set_defaults(func=run_keygen)
+
+
+def run_keygen(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the trainer's key pair; the private key stays on the public (trainer) side."""
+    from connectors.signing import SigningError, generate_keypair
+
+    try:
+        generate_keypair(settings.signing_key_path, settings.verify_key_path,
+                         overwrite=args.overwrite)
+    except SigningError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"private key (trainer only): {settings.signing_key_path}\n"
+          f"public key (give it to the private side's model sync): {settings.verify_key_path}")
+    return 0
