@@ -57,6 +57,7 @@ from connectors.replay import RangeReader, Record, ReplayRange, TargetWriter
 from connectors.replay_ranges import partition_count
 from connectors.topics import TopicSpec, ensure_topics
 from schemas import default_codec
+from schemas.fastpath import RecommendationWriter
 from streams.pipeline import BatchProcessor, Incoming, Pending, Scorer
 from streams.user_state import UserState
 
@@ -311,7 +312,7 @@ class _Recommendations:
                  events_topic: str) -> None:
         self.processor, self.recommend, self.writer = processor, recommend, writer
         self.events_topic = events_topic
-        self.codec = default_codec()
+        self.encode = RecommendationWriter(default_codec()).encode
         self.pending: list[Pending] = []
         self.written = 0
 
@@ -336,7 +337,7 @@ class _Recommendations:
         records = self.processor.recommend(self.pending, self.recommend.scorer)
         for p, record in zip(self.pending, records, strict=True):
             # The partition of the user's events, as the worker's latest-recs table writes it.
-            self.writer.write(self.codec.encode("recommendation", record), p.user.encode(),
+            self.writer.write(self.encode(record), p.user.encode(),
                               p.msg.partition, [])
         self.writer.poll()
         self.written += len(self.pending)

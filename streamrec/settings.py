@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     scoring_device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime provider: CUDA when present (auto), or forced."
     )
+    scoring_threads: int = Field(0, ge=0, description="ONNX Runtime CPU threads per worker "
+                                 "(0: one per core).")
 
     # --- privacy --------------------------------------------------------------------------
     pseudonym_secret: SecretStr = Field(

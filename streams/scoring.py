@@ -30,9 +30,11 @@ def _fingerprint(path: Path) -> tuple[str, float]:
 class ScorerHolder:
     """Owns the ``Scorer`` (or none: popularity only) and swaps it when the artifact changes."""
 
-    def __init__(self, model_dir: Path | None, device: str, metrics: WorkerMetrics) -> None:
+    def __init__(self, model_dir: Path | None, device: str, metrics: WorkerMetrics,
+                 threads: int | None = None) -> None:
         self.model_dir = Path(model_dir) if model_dir else None
         self.device = device
+        self.threads = threads or None
         self.metrics = metrics
         self.scorer: Any = None
         self._seen: tuple[str, float] | None = None
@@ -41,7 +43,7 @@ class ScorerHolder:
             from model.scorer import Scorer  # ONNX Runtime only; no torch in the worker
 
             self._seen = _fingerprint(self.model_dir)
-            self.scorer = Scorer(self.model_dir, device=device)
+            self.scorer = Scorer(self.model_dir, device=device, threads=self.threads)
             self._publish()
 
     def recommend(self, processor: BatchProcessor, pending: Sequence[Pending]) -> list[dict]:
@@ -69,7 +71,7 @@ class ScorerHolder:
                 if self.scorer is None:
                     from model.scorer import Scorer
 
-                    self.scorer = Scorer(path, device=self.device)
+                    self.scorer = Scorer(path, device=self.device, threads=self.threads)
                     version = self.scorer.version
                 else:
                     version = self.scorer.swap(path)
