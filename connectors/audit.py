@@ -20,7 +20,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,15 +256,24 @@ def _scan_message(msg: Message, detector: Detector, codec: Any) -> list[Finding]
 def audit_artifacts(root: Path, detector: Detector,
                     report: AuditReport | None = None) -> AuditReport:
     """Scan every ``*.json`` file under ``root`` (artifact metadata): keys, strings, numbers."""
+    files = ((str(path), path.read_bytes()) for path in sorted(root.rglob("*.json")))
+    return audit_documents(files, detector, report)
+
+
+def audit_documents(documents: Iterable[tuple[str, bytes]], detector: Detector,
+                    report: AuditReport | None = None) -> AuditReport:
+    """Scan JSON documents given as (where, content), e.g. a model store's ``iter_json()``.
+
+    A document that is not JSON is scanned as raw bytes.
+    """
     report = report or AuditReport()
-    for path in sorted(root.rglob("*.json")):
-        data = path.read_bytes()
+    for where, data in documents:
         report.artifact_files += 1
         report.bytes += len(data)
         try:
             document = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            report.findings += detector.raw(data, str(path))
+            report.findings += detector.raw(data, where)
         else:
-            report.findings += detector.value(document, f"{path}:$")
+            report.findings += detector.value(document, f"{where}:$")
     return report

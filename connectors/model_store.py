@@ -1,6 +1,7 @@
 """Where model artifacts live: the trainer's store (public side) and the private model directory.
 
-Public store: ``<model_store>/<version>/``, named in releases by a ``file://`` URI.
+Public store (``connectors.object_store``): ``<model_store>/<version>/``, named in releases by a
+``file://`` URI, or an S3 bucket, named by ``s3://bucket/prefix/<version>/``.
 
 Private directory (``<data_dir>/models-private``), the only models the private workers run::
 
@@ -20,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -30,6 +32,19 @@ REGISTRY = "registry.json"
 
 class StoreError(Exception):
     """An artifact cannot be stored, found or fetched; the message says what to do."""
+
+
+class StoreUnavailable(StoreError):
+    """The store itself cannot be used (unreachable, credentials refused, no bucket): a setting
+    to fix on this side, not a fault of the artifact."""
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """How to reach the S3 service of s3:// URIs (credentials come from the AWS chain)."""
+
+    endpoint_url: str | None = None  # an S3-compatible service (MinIO); None: AWS S3
+    region: str | None = None  # None: the AWS chain's region
 
 
 def artifact_uri(path: Path) -> str:
@@ -46,8 +61,20 @@ def uri_path(uri: str) -> Path:
     return Path(unquote(parsed.path))
 
 
-def fetch_artifact(uri: str, dest: Path) -> Path:
-    """Copy the artifact at ``uri`` to ``dest`` (complete or not at all) and return ``dest``."""
+def fetch_artifact(uri: str, dest: Path, s3: S3Options | None = None) -> Path:
+    """Copy the artifact at ``uri`` to ``dest`` (complete or not at all) and return ``dest``.
+
+    ``file://`` URIs are copied, ``s3://`` URIs downloaded with the ``s3`` options (endpoint,
+    region; credentials from the AWS chain).
+    """
+    scheme = urlparse(uri).scheme
+    if scheme == "s3":
+        from connectors import object_store  # boto3 only where an s3:// URI is fetched
+
+        return object_store.fetch_s3(uri, dest, s3 or S3Options())
+    if scheme != "file":
+        raise StoreError(f"artifact URI {uri!r}: only file:// (a shared or mounted directory) "
+                         "and s3:// (an S3-compatible object store) URIs are supported")
     source = uri_path(uri)
     if not source.is_dir():
         raise StoreError(f"artifact {uri} is not there (no directory {source}); is the model "

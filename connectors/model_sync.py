@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from connectors.model_store import PrivateModels, StoreError, fetch_artifact
+from connectors.model_store import (
+    PrivateModels,
+    S3Options,
+    StoreError,
+    StoreUnavailable,
+    fetch_artifact,
+)
 from connectors.releases import (
     MODEL_NAME,
     Release,
@@ -56,6 +62,7 @@ class SyncConfig:
     device: str = "auto"
     canary_users: int = 16
     timeout_s: float = 30.0
+    s3: S3Options = S3Options()  # endpoint and region of s3:// artifact URIs (this side's own)
 
 
 @dataclass
@@ -128,8 +135,10 @@ class ModelSync:
             return self._refuse(release, f"StoreError: {exc}", None)
         try:
             check_signature(release, self.config.verify_key)  # before fetching anything
-            fetch_artifact(release.artifact_uri, target)
+            fetch_artifact(release.artifact_uri, target, self.config.s3)
             report = self._verify_local(release, target)
+        except StoreUnavailable:
+            raise  # this side cannot reach the store: nothing is known about the release yet
         except (SigningError, StoreError, ModelError, CanaryError, OSError, ValueError) as exc:
             return self._refuse(release, f"{type(exc).__name__}: {exc}", target)
         self.models.record_accepted(release.version, release.describe(), report)
@@ -159,20 +168,22 @@ class ModelSync:
     def handle(self, releases: list[Release], stats: SyncStats) -> None:
         """Check new releases in order, then point ``current`` to the newest accepted one."""
         newest = None
-        for release in releases:
-            if self.models.seen(release.describe()):
-                stats.skipped += 1
-                continue
-            reason = self.accept(release)
-            if reason is None:
-                stats.accepted.append(release.version)
-                newest = release.version
-            else:
-                stats.refused[release.version] = reason
-        if newest is not None and newest != self.models.current():
-            self.models.point_current(newest, "release")
-            log.info("current -> %s", newest)
-        stats.current = self.models.current()
+        try:
+            for release in releases:
+                if self.models.seen(release.describe()):
+                    stats.skipped += 1
+                    continue
+                reason = self.accept(release)
+                if reason is None:
+                    stats.accepted.append(release.version)
+                    newest = release.version
+                else:
+                    stats.refused[release.version] = reason
+        finally:  # the store became unavailable: those accepted before are served all the same
+            if newest is not None and newest != self.models.current():
+                self.models.point_current(newest, "release")
+                log.info("current -> %s", newest)
+            stats.current = self.models.current()
 
     def run(self, once: bool = False, idle_exit_s: float | None = None) -> SyncStats:
         """Follow the releases until stopped (``once``: until the topic's end as of now)."""

@@ -5,7 +5,8 @@
         ──▶ warm-start from the current release, grow the vocabulary, train, export
         ──▶ candidate and current scored on the held-out newest clicks (HR@10, NDCG@10)
         ──▶ release rule (``model.incremental.release_decision``)
-        ──▶ store <model_store>/<version>/ ──▶ ModelRelease (signed) on the releases topic
+        ──▶ store <model_store>/<version>/ (a directory or s3://; connectors.object_store)
+        ──▶ ModelRelease (signed) on the releases topic
 
 The releases topic is the trainer's only state. Each release records, per partition of the
 training topic, where its new data began (``offset_from.P``) and the first offset it did not
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from connectors.model_store import artifact_uri, uri_path
+from connectors.object_store import ArtifactStore
 from connectors.releases import (
     MODEL_NAME,
     OFFSET_FROM,
@@ -57,7 +58,7 @@ class TrainerConfig:
     public_bootstrap: str
     train_topic: str
     releases_topic: str
-    store: Path
+    store: ArtifactStore  # where artifacts are exported (``staging``) and released (``put``)
     signing_key: Path
     model: ModelConfig  # shape of a model started from scratch (n_items is filled in)
     train: TrainConfig  # optimisation of one window (``epochs`` = passes per window)
@@ -118,6 +119,7 @@ class Trainer:
             ) -> TrainerStats:
         """Train windows until stopped, ``max_windows`` are done, or idle for ``idle_exit_s``."""
         c = self.config
+        c.store.check()  # a missing bucket or refused credentials fail now, not after a window
         with ReleasePublisher(c.public_bootstrap, c.releases_topic, c.model_name,
                               c.timeout_s) as publisher:
             self._restore(read_releases(c.public_bootstrap, c.releases_topic, c.model_name,
@@ -191,7 +193,8 @@ class Trainer:
         """Start from the newest release (or ``init_from``) and rebuild the replay buffer."""
         if releases:
             latest = releases[-1]
-            self._current = load_artifact(uri_path(latest.artifact_uri))
+            self._current = load_artifact(self.config.store.local_path(latest.artifact_uri,
+                                                                       latest.version))
             self._generation = int(latest.metrics.get("generation", len(releases)))
             self._until = latest.offsets(OFFSET_UNTIL)
             log.info("resuming after release %s (generation %d) at offsets %s",
@@ -270,7 +273,7 @@ class Trainer:
         replay = self.buffer.replay_users(math.ceil(c.replay_ratio * len(users)), set(users), rng)
         seqs, contexts = self.buffer.sequences(users + replay, before=cut)
         version = f"v{self._generation + 1:05d}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-        out = c.store / version
+        out = c.store.staging(version)
         tc = dataclasses.replace(c.train, seed=c.train.seed + self._generation)
         span = self.buffer.time_range(self._base, cut)
         candidate = train_candidate(self._current, seqs, contexts, c.model, tc, out, {
@@ -323,12 +326,15 @@ class Trainer:
         metrics |= {f"current.{k.lower()}": v for k, v in (compared.current or {}).items()}
         metrics |= {f"{OFFSET_FROM}{p}": self._until.get(p, 0) for p in until}
         metrics |= {f"{OFFSET_UNTIL}{p}": o for p, o in until.items()}
-        release = signed_release(candidate, artifact_uri(candidate.path), self.config.signing_key,
-                                 metrics, *(span or (None, None)))
+        uri = self.config.store.put(candidate.path, candidate.version)
+        release = signed_release(candidate, uri, self.config.signing_key, metrics,
+                                 *(span or (None, None)))
         publisher.publish(release)
         log.info("released %s (%s): held-out HR@10 %.4f NDCG@10 %.4f on %d cases, %d new items",
                  release.version, reason, metrics.get("hr@10", float("nan")),
                  metrics.get("ndcg@10", float("nan")), compared.cases, compared.new_items)
+        if self._current is not None:
+            self.config.store.discard_local(self._current.path)  # an s3 store's local copy
         self._current, self._generation, self._until, self._base = candidate, \
             self._generation + 1, until, cut
         self._positions = [p for p in self._positions if p[0] >= cut]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
-from connectors.audit import AuditError, AuditReport, Detector, audit_artifacts, audit_cluster
+from connectors.audit import AuditError, AuditReport, Detector, audit_cluster, audit_documents
+from connectors.model_store import StoreError
 from streamrec.errors import StreamrecError, UsageError
 from streamrec.settings import Settings
 
@@ -22,32 +23,38 @@ def read_canaries(path: Path) -> list[str]:
 
 
 def run_public(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.object_store import LocalStore  # boto3 only for the commands that use it
+    from streamrec.components import model_store_for
+
     bootstrap = args.bootstrap or settings.public_servers
     topics = [t for group in args.topics or [] for t in group.split(",") if t]
-    artifacts = args.artifacts or settings.model_store
-    if args.artifacts is not None and not args.artifacts.is_dir():
+    store = model_store_for(settings, args.artifacts)
+    absent = isinstance(store, LocalStore) and not store.root.is_dir()
+    if args.artifacts is not None and absent:
         raise UsageError(f"--artifacts {args.artifacts} is not a directory")
     try:
         detector = Detector(read_canaries(args.canaries) if args.canaries else [])
+        store.check()  # a bucket that cannot be read fails before the long cluster scan
         report = audit_cluster(bootstrap, detector, topics or None,
                                read_committed=args.read_committed, timeout_s=args.timeout)
-        if artifacts.is_dir():
-            audit_artifacts(artifacts, detector, report)
+        audit_documents(store.iter_json(), detector, report)
     except AuditError as exc:
         raise UsageError(str(exc)) from None
+    except StoreError as exc:
+        raise StreamrecError(f"cannot scan the model store: {exc}") from None
     except KafkaException as exc:
         raise StreamrecError(f"cannot read the public cluster {bootstrap}: "
                              f"{exc.args[0].str()}. Is it running?") from None
-    _print(report, args.max_findings, detector, artifacts)
+    _print(report, args.max_findings, detector,
+           f"{store.location} (absent, skipped)" if absent else store.location)
     return 1 if report.findings else 0
 
 
-def _print(report: AuditReport, limit: int, detector: Detector, artifacts: Path) -> None:
+def _print(report: AuditReport, limit: int, detector: Detector, where: str) -> None:
     for finding in report.findings[:limit]:
         print(f"FOUND {finding}")
     if len(report.findings) > limit:
         print(f"... and {len(report.findings) - limit} more finding(s)")
-    where = artifacts if artifacts.is_dir() else f"{artifacts} (absent, skipped)"
     print(f"audit: {len(detector.canaries)} canary value(s); artifacts: {where}")
     print(f"audit: {report.summary()}")
     print("audit: FAILED, personal data on the public side" if report.findings
@@ -62,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "artifact's metadata; exits 1 on any finding")
     p.add_argument("--canaries", type=Path, metavar="FILE",
                    help="planted values to look for, one per line")
-    p.add_argument("--artifacts", type=Path, metavar="DIR",
+    p.add_argument("--artifacts", metavar="DIR|s3://BUCKET/PREFIX",
                    help="model store to scan (default: STREAMREC_MODEL_STORE)")
     p.add_argument("--topics", action="append", metavar="T1,T2",
                    help="scan only these topics (repeatable; default: all but internal __*)")

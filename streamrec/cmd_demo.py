@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         train_file, live, source = demo.demo_data(data_root, work)
         tag = "yoochoose" if data_root else "synthetic"
-        model = demo.train_model(train_file, settings.model_store / f"demo-{tag}",
+        model = demo.train_model(train_file, settings.artifact_dir / f"demo-{tag}",
                                  work / "train.log")
         if args.no_loop:
             processes = {"worker": demo.start(["worker", "--model", str(model)],

@@ -2,9 +2,10 @@
 
 The incremental trainer of the public side (``connectors.trainer_loop``): it reads
 STREAMREC_TRAIN_TOPIC on the public cluster, trains windows, and publishes signed releases to
-STREAMREC_RELEASES_TOPIC, storing artifacts under STREAMREC_MODEL_STORE and signing with
-STREAMREC_SIGNING_KEY_PATH. ``add_follow_arguments`` adds its options to a parser; options that
-the parser already has (e.g. ``--dim`` of ``streamrec train``) are shared, not added twice.
+STREAMREC_RELEASES_TOPIC, storing artifacts in STREAMREC_MODEL_STORE (a directory or
+s3://BUCKET/PREFIX) and signing with STREAMREC_SIGNING_KEY_PATH. ``add_follow_arguments`` adds
+its options to a parser; options that the parser already has (e.g. ``--dim`` of ``streamrec
+train``) are shared, not added twice.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def trainer_config(args: argparse.Namespace, settings: Settings):
     """The TrainerConfig of the parsed options and the settings."""
     from connectors.trainer_loop import TrainerConfig
     from model.config import ModelConfig, TrainConfig
+    from streamrec.components import model_store_for
 
     model = ModelConfig(n_items=1, max_len=_int(args, "max_len"), dim=_int(args, "dim"),
                         n_layers=_int(args, "layers"), n_heads=_int(args, "heads"),
@@ -98,7 +100,7 @@ def trainer_config(args: argparse.Namespace, settings: Settings):
                         threads=_int(args, "threads"))
     return TrainerConfig(
         public_bootstrap=settings.public_servers, train_topic=settings.train_topic,
-        releases_topic=settings.releases_topic, store=settings.model_store,
+        releases_topic=settings.releases_topic, store=model_store_for(settings),
         signing_key=settings.signing_key_path, model=model, train=train,
         model_name=args.model_name, init_from=args.init_from, window_clicks=args.window_clicks,
         window_seconds=args.window_seconds, min_clicks=args.min_clicks,
@@ -110,6 +112,7 @@ def run_follow(args: argparse.Namespace, settings: Settings) -> int:
     """Run the incremental trainer until stopped; print what it released."""
     from confluent_kafka import KafkaException
 
+    from connectors.model_store import StoreError
     from connectors.releases import ReleaseError
     from connectors.signing import SigningError
     from connectors.trainer_loop import Trainer, TrainerError
@@ -123,7 +126,7 @@ def run_follow(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, lambda *_: trainer.stop())
     try:
         stats = trainer.run(args.max_windows, args.idle_exit)
-    except (ReleaseError, SigningError, TrainerError) as exc:
+    except (ReleaseError, SigningError, StoreError, TrainerError) as exc:
         raise StreamrecError(str(exc)) from None
     except KafkaException as exc:
         raise StreamrecError(f"Kafka error: {exc.args[0].str()}. Is the public cluster "

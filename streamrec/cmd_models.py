@@ -30,17 +30,20 @@ def models_dir(settings: Settings) -> Path:
 
 def _sync(settings: Settings, args: argparse.Namespace):
     from connectors.model_sync import ModelSync, SyncConfig
+    from streamrec.components import s3_options_for
 
     return ModelSync(SyncConfig(
         public_bootstrap=settings.public_servers, releases_topic=settings.releases_topic,
         models_dir=models_dir(settings), verify_key=settings.verify_key_path,
-        model_name=getattr(args, "model_name", "streamrec"), device=settings.scoring_device))
+        model_name=getattr(args, "model_name", "streamrec"), device=settings.scoring_device,
+        s3=s3_options_for(settings)))
 
 
 def run_sync(args: argparse.Namespace, settings: Settings) -> int:
     """Follow the releases: verify, canary and activate each new one."""
     from confluent_kafka import KafkaException
 
+    from connectors.model_store import StoreUnavailable
     from connectors.releases import ReleaseError
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -52,6 +55,9 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
         stats = sync.run(once=args.once, idle_exit_s=args.idle_exit)
     except ReleaseError as exc:
         raise StreamrecError(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise StreamrecError(f"{exc}. Releases not yet fetched are checked when the sync runs "
+                             "again; current is unchanged") from None
     except KafkaException as exc:
         raise StreamrecError(f"Kafka error: {exc.args[0].str()}. Is the public cluster "
                              "reachable (STREAMREC_PUBLIC_BOOTSTRAP)?") from None

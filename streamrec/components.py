@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from connectors.anonymizer import Anonymizer
 from streamrec.settings import Settings
+
+if TYPE_CHECKING:
+    from connectors.model_store import S3Options
+    from connectors.object_store import ArtifactStore
 
 
 def anonymizer_for(settings: Settings) -> Anonymizer:
@@ -14,3 +20,19 @@ def anonymizer_for(settings: Settings) -> Anonymizer:
         sample_rate=settings.sample_rate,
         previous_secrets={v: s.get_secret_value().encode()
                           for v, s in settings.previous_pseudonym_secrets.items()})
+
+
+def s3_options_for(settings: Settings) -> S3Options:
+    """Endpoint and region of s3:// model stores (credentials: the standard AWS chain)."""
+    from connectors.model_store import S3Options
+
+    return S3Options(endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+
+
+def model_store_for(settings: Settings, location: str | None = None) -> ArtifactStore:
+    """The trainer's model store (STREAMREC_MODEL_STORE, or ``location``): a directory or an
+    s3:// bucket whose artifacts are staged under ``settings.artifact_dir``."""
+    from connectors.object_store import open_store
+
+    return open_store(location or settings.model_store, settings.artifact_dir,
+                      s3_options_for(settings))

@@ -6,10 +6,11 @@ Read it once at the edge (the CLI, the worker's entry point) and pass plain valu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Cluster = Literal["private", "public"]
@@ -80,12 +81,45 @@ class Settings(BaseSettings):
                                 "to multiples of this.")
     mirror_allowlist: tuple[str, ...] = Field(("samples.anon",), description="Private topics "
                                               "the mirror may copy to the public cluster.")
-    model_store: Path = Field(Path("var/models"), description="Where the trainer stores "
-                              "artifacts (a directory; file:// URIs in releases).")
+    model_store: str = Field("var/models", description="Where the trainer stores artifacts: "
+                             "a directory (file:// URIs in releases) or s3://BUCKET/PREFIX.")
+    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible "
+                                        "service (MinIO: http://HOST:9000); unset: AWS S3.")
+    s3_region: str | None = Field(None, description="Region of the bucket; unset: the AWS "
+                                  "chain's (AWS_REGION, ~/.aws/config). Credentials: AWS chain.")
     signing_key_path: Path = Field(Path("var/keys/trainer.key"), description="The trainer's "
                                    "private Ed25519 key (public side).")
     verify_key_path: Path = Field(Path("var/keys/trainer.pub"), description="The trainer's "
                                   "public key the private side verifies releases with.")
+
+    @field_validator("model_store", mode="before")
+    @classmethod
+    def _store_location(cls, value: object) -> str:
+        text = str(value)
+        if "://" in text and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", text):
+            raise ValueError(f"{text!r}: give a directory or s3://BUCKET/PREFIX (a lower-case "
+                             "S3 bucket name); other URL schemes are not supported")
+        return text
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r}: give the endpoint as a URL, e.g. http://127.0.0.1:9000")
+        return value
+
+    @property
+    def model_store_is_s3(self) -> bool:
+        """Whether the model store is an S3 bucket rather than a directory."""
+        return self.model_store.startswith("s3://")
+
+    @property
+    def artifact_dir(self) -> Path:
+        """Where artifacts are written on this machine: the model store directory, or
+        ``<data_dir>/model-staging`` (exported there, then uploaded) when it is s3://."""
+        if self.model_store_is_s3:
+            return self.data_dir / "model-staging"
+        return Path(self.model_store)
 
     @property
     def private_servers(self) -> str:

@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 
 from connectors.anonymizer import Anonymizer
 from connectors.datasets import read_events
+from connectors.object_store import LocalStore
 from connectors.producer import producer_config
 from connectors.releases import (
     OFFSET_FROM,
@@ -96,7 +97,7 @@ def loop(kafka, samples, tmp_path_factory) -> dict:
     ensure_topics(kafka.public, [TopicSpec(train_topic, 4)])
     stream = samples[: int(len(samples) * STREAM_SHARE)]
     placed = produce(kafka.public, train_topic, stream)
-    config = TrainerConfig(kafka.public, train_topic, releases_topic, root / "store",
+    config = TrainerConfig(kafka.public, train_topic, releases_topic, LocalStore(root / "store"),
                            root / "trainer.key", TINY, WINDOW, window_clicks=len(stream) // 3 + 1,
                            window_seconds=3.0)
     stats = Trainer(config).run(idle_exit_s=4)
@@ -226,7 +227,8 @@ def test_a_held_back_candidate_is_not_released_and_its_data_stays_pending(kafka,
     def trainer(tolerance: float, window_clicks: int) -> Trainer:
         # tolerance -1: a candidate must beat the current model by 1.0 NDCG@10 (impossible);
         # tolerance 1: any candidate counts as not worse.
-        return Trainer(TrainerConfig(kafka.public, topic, releases_topic, tmp_path / "store",
+        return Trainer(TrainerConfig(kafka.public, topic, releases_topic,
+                                     LocalStore(tmp_path / "store"),
                                      loop["root"] / "trainer.key", TINY, WINDOW,
                                      window_clicks=window_clicks, window_seconds=2.0,
                                      min_clicks=20, tolerance=tolerance))
