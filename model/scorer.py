@@ -58,6 +58,7 @@ class _Loaded:
     provider: str
     index: dict[str, int]
     item_ids: list[str]
+    names: np.ndarray  # item_ids as an object array, to map output ids in one step
     k: int
     max_len: int
     max_query_tokens: int
@@ -84,6 +85,7 @@ class _Loaded:
             provider,
             index,
             art.item_ids,
+            np.array(art.item_ids, dtype=object),
             int(art.metadata["onnx"]["k"]),
             cfg.max_len,
             cfg.max_query_tokens,
@@ -111,6 +113,38 @@ class _Loaded:
             binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
+
+
+_Inputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # item_ids, query_buckets, exclude_ids
+
+
+@dataclass
+class ScoringJob:
+    """One batch for one model: index arrays in, (item id, score) lists out (``Scorer.prepare``)."""
+
+    loaded: _Loaded
+    k: int
+    chunks: list[_Inputs]
+    outputs: list[list[np.ndarray]] | None = None
+
+    @property
+    def version(self) -> str:
+        """Version of the model this job runs, whatever is swapped in meanwhile."""
+        return self.loaded.artifact.version
+
+    def run(self) -> ScoringJob:
+        """Run the graph on every chunk (ONNX Runtime only; safe in any thread)."""
+        self.outputs = [self.loaded.run(*chunk, REQUIRED_OUTPUTS) for chunk in self.chunks]
+        return self
+
+    def results(self) -> list[list[tuple[str, float]]]:
+        """Best ``k`` (item id, score) per user, in the order of the histories."""
+        if self.outputs is None:
+            raise RuntimeError("ScoringJob.results() before run()")
+        out: list[list[tuple[str, float]]] = []
+        for ids, scores in self.outputs:
+            out += _decode_chunk(self.loaded, ids, scores, self.k)
+        return out
 
 
 def _check_signature(art: Artifact, session: ort.InferenceSession) -> None:
@@ -196,17 +230,30 @@ class Scorer:
         ``histories`` are external item ids, oldest first; unknown ids are skipped. ``queries``
         are search-token buckets (``model.tokens.token_buckets``) per user, oldest first.
         """
-        loaded = self._loaded  # one read: the whole call uses one model, even during a swap
+        return self.prepare(histories, k, queries).run().results()
+
+    def prepare(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int,
+        queries: Sequence[Sequence[int]] | None = None,
+    ) -> ScoringJob:
+        """``top_k`` in three steps: this one (index arrays), ``run`` and ``results``.
+
+        ``run`` is ONNX Runtime alone and releases the GIL, so a caller whose own thread is
+        its bottleneck (the worker's event loop) hands only that step to another thread.
+        """
+        loaded = self._loaded  # one read: the whole job uses one model, even during a swap
         if not 1 <= k <= loaded.k:
             raise ValueError(f"k must be in 1..{loaded.k} (the k exported in the graph), got {k}")
         if queries is not None and len(queries) != len(histories):
             raise ValueError(f"{len(histories)} histories but {len(queries)} query lists")
-        out: list[list[tuple[str, float]]] = []
         step = _chunk_size(loaded, max((len(h) for h in histories), default=0))
+        chunks = []
         for start in range(0, len(histories), step):
             part_q = queries[start : start + step] if queries is not None else None
-            out += _top_k_chunk(loaded, histories[start : start + step], k, part_q)
-        return out
+            chunks.append(_encode_chunk(loaded, histories[start : start + step], part_q))
+        return ScoringJob(loaded, k, chunks)
 
     def run_raw(
         self,
@@ -239,8 +286,8 @@ def _chunk_size(loaded: _Loaded, longest: int) -> int:
     return max(1, min(CHUNK, by_scores, by_mask))
 
 
-def _top_k_chunk(loaded: _Loaded, histories, k: int, queries) -> list[list[tuple[str, float]]]:
-    """Encode one chunk of users, run the graph, decode ids; -inf (masked) entries are dropped."""
+def _encode_chunk(loaded: _Loaded, histories, queries) -> _Inputs:
+    """Index arrays of one chunk of users: (B, W) sequences, (B, Q) searches, (B, E) excluded."""
     index = loaded.index
     known = [[index[i] for i in h if i in index] for h in histories]
     longest = max(1, max(map(len, known), default=0))
@@ -254,15 +301,20 @@ def _top_k_chunk(loaded: _Loaded, histories, k: int, queries) -> list[list[tuple
             recent = s[-width:]
             seq[row, width - len(recent) :] = recent
             exclude[row, : len(s)] = s
-    ids, scores = loaded.run(
-        seq, _query_array(loaded, queries, len(known)), exclude, REQUIRED_OUTPUTS
-    )
-    item_ids = loaded.item_ids
-    out = []
-    for row_ids, row_scores in zip(ids[:, :k].tolist(), scores[:, :k].tolist(), strict=True):
-        pairs = zip(row_ids, row_scores, strict=True)
-        out.append([(item_ids[i], s) for i, s in pairs if i and s != float("-inf")])
-    return out
+    return seq, _query_array(loaded, queries, len(known)), exclude
+
+
+def _decode_chunk(loaded: _Loaded, ids: np.ndarray, scores: np.ndarray,
+                  k: int) -> list[list[tuple[str, float]]]:
+    """(item id, score) lists of one chunk; -inf (masked) entries and padding are dropped."""
+    ids, scores = ids[:, :k], scores[:, :k]
+    names = loaded.names[ids].tolist()
+    if (ids != 0).all() and np.isfinite(scores).all():  # the usual case: nothing to drop
+        return [list(zip(n, s, strict=True)) for n, s in zip(names, scores.tolist(), strict=True)]
+    return [[(n, s) for i, n, s in zip(row_ids, row_names, row_scores, strict=True)
+             if i and s != float("-inf")]
+            for row_ids, row_names, row_scores in zip(ids.tolist(), names, scores.tolist(),
+                                                      strict=True)]
 
 
 def _query_array(loaded: _Loaded, queries, n_users: int) -> np.ndarray:

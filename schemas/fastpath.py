@@ -13,6 +13,7 @@ schema does not describe. Tests compare its output byte for byte with the codec'
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from schemas.codec import (
@@ -69,19 +70,27 @@ class RecommendationWriter:
 
     def encode(self, record: dict[str, Any]) -> bytes:
         """The single-object encoded bytes of one recommendation record."""
-        items = record["items"]
-        parts = [self._header, avro_string(record["user_id"])]
+        return self.encode_fields(
+            record["user_id"], [(i["item_id"], i["score"]) for i in record["items"]],
+            record["model_version"], record.get("strategy", "model"), record["cause_event_id"],
+            record["cause_event_time"], record["cause_ingest_time"], record["produced_at"])
+
+    def encode_fields(self, user_id: str, items: Sequence[tuple[str, float]], model_version: str,
+                      strategy: str, cause_event_id: str, cause_event_time: int,
+                      cause_ingest_time: int, produced_at: int) -> bytes:
+        """The same bytes from the fields themselves, ``items`` as (item id, score) pairs."""
+        parts = [self._header, avro_string(user_id)]
         if items:
             parts.append(zigzag_varint(len(items)))
             item_id, pack = self._item_id, _FLOAT.pack
-            parts += [item_id(i["item_id"]) + pack(i["score"]) for i in items]
+            parts += [item_id(i) + pack(score) for i, score in items]
         parts += [
             b"\x00",  # end of the items array (or the whole of an empty one)
-            avro_string(record["model_version"]),
-            avro_string(record.get("strategy", "model")),
-            avro_string(record["cause_event_id"]),
-            zigzag_varint(record["cause_event_time"]),
-            zigzag_varint(record["cause_ingest_time"]),
-            zigzag_varint(record["produced_at"]),
+            avro_string(model_version),
+            avro_string(strategy),
+            avro_string(cause_event_id),
+            zigzag_varint(cause_event_time),
+            zigzag_varint(cause_ingest_time),
+            zigzag_varint(produced_at),
         ]
         return b"".join(parts)

@@ -11,13 +11,16 @@ lose one (and user-state updates are idempotent by source offset, so a repeat ch
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import faust
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from faust.types import TP
 
 from connectors.producer import DeliveryError, producer_config
+
+log = logging.getLogger("streamrec.worker.output")
 
 POLL_EVERY = 1000  # serve delivery callbacks every so many records, not on every produce
 
@@ -70,6 +73,18 @@ class WorkerOutput:
         self._tables: dict[str, TableStore] = {}
         self._persisted: dict[tuple[str, int], int] = {}
         self._unpolled = 0
+
+    def warm(self, topics: list[str], timeout_s: float = 10.0) -> None:
+        """Fetch the metadata of the topics this worker writes, before the first event.
+
+        Otherwise the first batch waits for librdkafka to look up each topic's partitions and
+        leaders, which shows as a latency spike of hundreds of milliseconds after start.
+        """
+        for topic in topics:
+            try:
+                self._producer.list_topics(topic, timeout=timeout_s)
+            except KafkaException as exc:  # the first produce will tell; nothing lost here
+                log.warning("could not look up topic %s yet: %s", topic, exc)
 
     def track(self, store: TableStore) -> None:
         """Remember which changelog topic belongs to which table."""

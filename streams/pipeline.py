@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from connectors.dead_letters import dead_letter
 from schemas import Codec, DecodeError
@@ -45,8 +45,8 @@ class Scorer(Protocol):
 
     def knows(self, item_id: str) -> bool: ...
 
-    def top_k(self, histories: Sequence[Sequence[str]], k: int,
-              queries: Sequence[Sequence[int]] | None = None) -> list[list[tuple[str, float]]]: ...
+    def prepare(self, histories: Sequence[Sequence[str]], k: int,
+                queries: Sequence[Sequence[int]] | None = None) -> ScoringJob: ...
 
 
 @dataclass
@@ -57,6 +57,34 @@ class Pending:
     state: UserState
     cause: dict[str, Any]
     msg: Incoming
+
+
+class ScoringJob(Protocol):
+    """What the pipeline needs of ``model.scorer.ScoringJob``."""
+
+    version: str
+
+    def run(self) -> Any: ...
+
+    def results(self) -> list[list[tuple[str, float]]]: ...
+
+
+@dataclass
+class Scoring:
+    """A batch's users on their way to recommendations (``BatchProcessor.prepare``)."""
+
+    pending: Sequence[Pending]
+    modelled: list[Pending]  # those the model scores; the others get popularity
+    job: ScoringJob | None
+
+
+class Scored(NamedTuple):
+    """One user's result: best items first, the model version (or 'popularity'), strategy."""
+
+    pending: Pending
+    items: list[tuple[str, float]]
+    version: str
+    strategy: str
 
 
 @dataclass
@@ -142,28 +170,49 @@ class BatchProcessor:
 
     def recommend(self, pending: Sequence[Pending], scorer: Scorer | None) -> list[dict]:
         """Recommendation records for these users: the model where it can, else popularity."""
+        scoring = self.prepare(pending, scorer)
+        if scoring.job is not None:
+            scoring.job.run()
+        return [self.record(r) for r in self.finish(scoring)]
+
+    def prepare(self, pending: Sequence[Pending], scorer: Scorer | None) -> Scoring:
+        """Step 1 of ``recommend``: the scorer's job for the users the model knows something of.
+
+        Step 2 is ``scoring.job.run()`` (ONNX Runtime only, any thread), step 3 ``finish``.
+        """
         modelled = [p for p in pending if scorer is not None
                     and any(scorer.knows(i) for i in p.state.items)]
-        scored: list[list[tuple[str, float]]] = []
+        job = None
         if modelled and scorer is not None:
-            scored = scorer.top_k([p.state.items for p in modelled], self.top_k,
-                                  [p.state.query_buckets for p in modelled])
-        records = {}
-        for p, items in zip(modelled, scored, strict=True):
-            records[p.user] = self._record(p, items, scorer.version, "model")  # type: ignore[union-attr]
-        for p in pending:
-            if p.user not in records:
+            job = scorer.prepare([p.state.items for p in modelled], self.top_k,
+                                 [p.state.query_buckets for p in modelled])
+        return Scoring(pending, modelled, job)
+
+    def finish(self, scoring: Scoring) -> list[Scored]:
+        """Step 3 of ``recommend``: one result per pending user, in order; popularity for the
+        users the model could not score."""
+        scored: dict[str, Scored] = {}
+        if scoring.job is not None:
+            version = scoring.job.version
+            for p, items in zip(scoring.modelled, scoring.job.results(), strict=True):
+                scored[p.user] = Scored(p, items, version, "model")
+        out = []
+        for p in scoring.pending:
+            if p.user not in scored:
                 items = self.popularity.top(self.top_k, exclude=p.state.items)
-                records[p.user] = self._record(p, items, "popularity", "popularity")
-        return [records[p.user] for p in pending]
+                scored[p.user] = Scored(p, items, "popularity", "popularity")
+            out.append(scored[p.user])
+        return out
 
     @staticmethod
-    def _record(p: Pending, items: list[tuple[str, float]], version: str, strategy: str) -> dict:
+    def record(scored: Scored) -> dict:
+        """The Recommendation record (schema ``recommendation``) of one result."""
+        p = scored.pending
         return {
             "user_id": p.user,
-            "items": [{"item_id": i, "score": float(s)} for i, s in items],
-            "model_version": version,
-            "strategy": strategy,
+            "items": [{"item_id": i, "score": float(s)} for i, s in scored.items],
+            "model_version": scored.version,
+            "strategy": scored.strategy,
             "cause_event_id": p.cause["event_id"],
             "cause_event_time": p.cause["timestamp"],
             "cause_ingest_time": p.msg.timestamp,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.metrics import WorkerMetrics
-from streams.pipeline import BatchProcessor, Pending
+from streams.pipeline import BatchProcessor, Pending, Scoring
 
 log = logging.getLogger("streamrec.worker.model")
 
@@ -46,9 +46,9 @@ class ScorerHolder:
             self.scorer = Scorer(self.model_dir, device=device, threads=self.threads)
             self._publish()
 
-    def recommend(self, processor: BatchProcessor, pending: Sequence[Pending]) -> list[dict]:
-        """Recommendations for a batch with whichever model is current."""
-        return processor.recommend(pending, self.scorer)
+    def prepare(self, processor: BatchProcessor, pending: Sequence[Pending]) -> Scoring:
+        """A batch's scoring with whichever model is current (see ``BatchProcessor.prepare``)."""
+        return processor.prepare(pending, self.scorer)
 
     def reload_if_changed(self) -> None:
         """Swap to the configured artifact if it changed since the last check."""

@@ -114,3 +114,15 @@ def test_failed_swap_keeps_the_old_model(
         scorer.swap(broken)
     assert scorer.version == beauty_artifact.version
     assert scorer.top_k([["1", "2"]], 5) == before
+
+
+def test_a_history_of_almost_the_whole_catalogue_leaves_only_the_unseen(
+        beauty_artifact: Artifact) -> None:
+    # Fewer unseen items than k: the masked (-inf) and padding entries are dropped, and the
+    # other user of the same call still gets a full list.
+    scorer = Scorer(beauty_artifact.path, device="cpu")
+    items = beauty_artifact.item_ids[1:]
+    almost_all, short = scorer.top_k([items[7:], items[:1]], 20)
+    assert {item for item, _ in almost_all} == set(items[:7])
+    assert len(short) == 20 and items[0] not in {item for item, _ in short}
+    assert all(s > float("-inf") for _, s in almost_all + short)
