@@ -310,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=60_000, help="backlog size")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s for latency")
+    parser.add_argument("--more-rates", type=float, nargs="*", default=[300.0, 600.0],
+                        help="other rates at which the worker's latency is measured too")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument(
         "--baseline-budget",
@@ -336,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     result["faust_ceiling"] = faust_ceiling(settings, result["worker"]["throughput"]["topic"],
                                             len(backlog), work)
     result["worker"]["latency"] = worker_latency(settings, model, paced, args.rate, work)
+    result["worker"]["latency_by_rate"] = {
+        f"{rate:g}": worker_latency(
+            settings, model, interleaved_events(int(rate * args.latency_seconds), seed=11), rate,
+            work)
+        for rate in args.more_rates
+    }
     result["baseline"] = baseline(settings, model, backlog, paced, args.rate, args.baseline_budget)
     result["ratio_throughput"] = round(
         result["worker"]["throughput"]["events_per_s"]
