@@ -21,6 +21,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,10 +81,19 @@ def fetch_artifact(uri: str, dest: Path, s3: S3Options | None = None) -> Path:
     if not source.is_dir():
         raise StoreError(f"artifact {uri} is not there (no directory {source}); is the model "
                          "store mounted on this side?")
+    with replaced_atomically(dest) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+    return dest
+
+
+@contextmanager
+def replaced_atomically(dest: Path) -> Iterator[Path]:
+    """A new directory beside ``dest`` to fill; it becomes ``dest`` when the block succeeds and
+    is removed when it fails, so ``dest`` is never half-written."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        yield tmp
         tmp.chmod(0o755)  # mkdtemp makes it private; workers of another user may read it
         if dest.exists():
             shutil.rmtree(dest)
@@ -90,7 +101,6 @@ def fetch_artifact(uri: str, dest: Path, s3: S3Options | None = None) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return dest
 
 
 class PrivateModels:

@@ -16,7 +16,6 @@ AWS_PROFILE, ~/.aws, an instance role); endpoint and region are passed in as ``S
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +40,7 @@ from connectors.model_store import (
     StoreUnavailable,
     artifact_uri,
     fetch_artifact,
+    replaced_atomically,
     uri_path,
 )
 
@@ -165,20 +165,11 @@ class S3Store:
         if unsafe:
             raise StoreError(f"artifact {uri} holds object names that leave its directory "
                              f"({unsafe[:3]}): refusing to fetch it")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-        try:
+        with replaced_atomically(dest) as tmp:
             for name, key in sorted(names.items()):
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 with self._errors("download", f"s3://{bucket}/{key}"):
                     self.client.download_file(bucket, key, str(tmp / name))
-            tmp.chmod(0o755)  # mkdtemp makes it private; workers of another user may read it
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.rename(dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return dest
 
     def local_path(self, uri: str, version: str) -> Path:
