@@ -10,13 +10,18 @@ Graph signature (B batch, L <= max_len, Q search tokens, E excluded items, N cat
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from model.artifact import Artifact, save_artifact
 from model.network import SASRec
+
+WEIGHTS_FILE = "weights.pt"  # saved next to the graph so a later training can warm-start
 
 OPSET = 18
 INPUTS = ("item_ids", "query_buckets", "exclude_ids")
@@ -172,3 +177,19 @@ def signature(path: str | Path, k: int) -> dict:
         "inputs": describe(proto.graph.input),
         "outputs": describe(proto.graph.output),
     }
+
+
+def save_trained(model: SASRec, out: Path, metadata: dict[str, Any],
+                 overwrite: bool = False) -> Artifact:
+    """Export ``model`` to ONNX, keep its weights, and save both as the artifact ``out``.
+
+    ``metadata`` is the artifact's (see ``model.artifact.save_artifact``) without ``onnx``,
+    which this adds: the exported graph's signature.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path, weights = Path(tmp) / "model.onnx", Path(tmp) / WEIGHTS_FILE
+        model = model.cpu()
+        signature = export_onnx(model, onnx_path)
+        torch.save(model.state_dict(), weights)
+        files = {"model.onnx": onnx_path, WEIGHTS_FILE: weights}
+        return save_artifact(out, files, {**metadata, "onnx": signature}, overwrite=overwrite)

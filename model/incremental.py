@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 from bisect import insort
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -24,18 +23,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from model.artifact import Artifact, save_artifact
+from model.artifact import Artifact
 from model.config import ModelConfig, TrainConfig
 from model.data import Split, Vocabulary
 from model.errors import ArtifactError
 from model.evaluate import EvalCase, model_scores
-from model.export import export_onnx
+from model.export import WEIGHTS_FILE, save_trained
 from model.metrics import ranks_from_scores, summarize
 from model.network import SASRec
 from model.scorer import Scorer
 from model.train import train
-
-WEIGHTS_FILE = "weights.pt"  # the same name model.pipeline writes, so either can warm-start
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,21 +224,15 @@ def train_candidate(
     tc = dataclasses.replace(tc, eval_every=tc.epochs)
     init = grown_state(parent, mc) if parent else None
     result = train(split, mc, tc, device, None, init)
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path, weights = Path(tmp) / "model.onnx", Path(tmp) / WEIGHTS_FILE
-        model = result.model.cpu()
-        signature = export_onnx(model, onnx_path)
-        torch.save(model.state_dict(), weights)
-        meta = {
-            "parent_version": parent.version if parent else None,
-            "config": mc.to_dict(),
-            "train_config": tc.to_dict(),
-            "onnx": signature,
-            "item_ids": vocab.item_ids,
-            "train_seconds": round(result.seconds, 2),
-            **metadata,
-        }
-        return save_artifact(out, {"model.onnx": onnx_path, WEIGHTS_FILE: weights}, meta)
+    meta = {
+        "parent_version": parent.version if parent else None,
+        "config": mc.to_dict(),
+        "train_config": tc.to_dict(),
+        "item_ids": vocab.item_ids,
+        "train_seconds": round(result.seconds, 2),
+        **metadata,
+    }
+    return save_trained(result.model, out, meta)
 
 
 def heldout_metrics(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from model.artifact import Artifact, load_artifact, save_artifact
+from model.artifact import Artifact, load_artifact
 from model.config import ModelConfig, TrainConfig
 from model.data import (
     Format,
@@ -22,7 +21,7 @@ from model.data import (
     read_interactions,
 )
 from model.errors import ArtifactError
-from model.export import export_onnx
+from model.export import WEIGHTS_FILE, save_trained
 from model.metrics import summarize
 from model.network import SASRec
 from model.tokens import key_fingerprint
@@ -30,7 +29,6 @@ from model.train import full_ranks, pick_device, train
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "weights.pt"
 
 
 @dataclass(frozen=True)
@@ -94,27 +92,19 @@ def run_training(job: TrainJob) -> Artifact:
         "stopped_by": result.stopped_by,
         "history": result.history,
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path, weights = Path(tmp) / "model.onnx", Path(tmp) / WEIGHTS_FILE
-        model = result.model.cpu()
-        signature = export_onnx(model, onnx_path)
-        torch.save(model.state_dict(), weights)
-        meta = {
-            "parent_version": parent.version if parent else None,
-            "config": mc.to_dict(),
-            "train_config": job.train.to_dict(),
-            "onnx": signature,
-            "item_ids": vocab.item_ids,
-            "metrics": metrics,
-            "training_data": _data_record(job, data),
-            "query_hashing": {
-                "n_buckets": job.hashing.n_buckets,
-                "key_fingerprint": key_fingerprint(job.hashing.key),
-            },
-        }
-        return save_artifact(
-            job.out, {"model.onnx": onnx_path, WEIGHTS_FILE: weights}, meta, overwrite=job.overwrite
-        )
+    meta = {
+        "parent_version": parent.version if parent else None,
+        "config": mc.to_dict(),
+        "train_config": job.train.to_dict(),
+        "item_ids": vocab.item_ids,
+        "metrics": metrics,
+        "training_data": _data_record(job, data),
+        "query_hashing": {
+            "n_buckets": job.hashing.n_buckets,
+            "key_fingerprint": key_fingerprint(job.hashing.key),
+        },
+    }
+    return save_trained(result.model, job.out, meta, overwrite=job.overwrite)
 
 
 def _grown_weights(parent: Artifact, mc: ModelConfig) -> dict[str, torch.Tensor]:
