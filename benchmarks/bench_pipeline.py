@@ -107,6 +107,8 @@ def fresh_env(settings: Settings, tag: str) -> dict[str, str]:
         STREAMREC_EVENTS_TOPIC=f"bench-events-{suffix}",
         STREAMREC_RECOMMENDATIONS_TOPIC=f"bench-recs-{suffix}",
         STREAMREC_DLQ_TOPIC=f"bench-dlq-{suffix}",
+        # Samples are written as in production, but never into the real pipeline's topic.
+        STREAMREC_SAMPLES_TOPIC=f"bench-samples-{suffix}",
         STREAMREC_APP_ID=f"bench-{suffix}",
         STREAMREC_PRIVATE_BOOTSTRAP=settings.private_servers,
     )
@@ -115,6 +117,7 @@ def fresh_env(settings: Settings, tag: str) -> dict[str, str]:
         [
             TopicSpec(env["STREAMREC_EVENTS_TOPIC"], settings.partitions),
             TopicSpec(env["STREAMREC_RECOMMENDATIONS_TOPIC"], settings.partitions),
+            TopicSpec(env["STREAMREC_SAMPLES_TOPIC"], settings.partitions),
         ],
     )
     return env

@@ -42,12 +42,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     try:
         train_file, live, source = demo.demo_data(data_root, work)
+        stale = demo.drop_stale_worker_state(settings)
+        if stale:
+            console.print(f"removed {stale}: worker state of an earlier cluster whose topics are "
+                          "gone")
         tag = "yoochoose" if data_root else "synthetic"
         model = demo.train_model(train_file, settings.artifact_dir / f"demo-{tag}",
                                  work / "train.log")
         if args.no_loop:
             processes = {"worker": demo.start(["worker", "--model", str(model)],
-                                              work / "worker.log")}
+                                              work / demo.LOGS["worker"])}
         else:
             processes = demo.start_loop(settings, model, work)
         console.print(f"model ready: {model}; started {', '.join(processes)} "
@@ -62,7 +66,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         threads[0].start()
         time.sleep(3)  # the subscriber joins before the first event is sent
         threads[1].start()
-        _show(console, stats, source, processes, args.duration, threads[1])
+        dead = _show(console, stats, source, processes, args.duration, threads[1])
+        if dead:
+            log = work / demo.LOGS[dead]
+            console.print(f"[bold red]the {dead} process stopped[/] (exit code "
+                          f"{processes[dead].poll()}); its log {log} ends with:\n"
+                          f"{demo.log_tail(log)}")
+            return 1
     except KeyboardInterrupt:
         console.print("stopping ...")
     finally:
@@ -76,7 +86,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _show(console: Console, stats, source: str, processes: dict, duration: float | None,
-          producer: threading.Thread) -> None:
+          producer: threading.Thread) -> str | None:
+    """Show the live view until done; return the name of a process that died, if one did."""
     deadline = time.monotonic() + duration if duration else None
 
     def view():
@@ -87,11 +98,15 @@ def _show(console: Console, stats, source: str, processes: dict, duration: float
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.5)
             live.update(view())
+            dead = [name for name, proc in processes.items() if proc.poll() is not None]
+            if dead:
+                return dead[0]
             if not producer.is_alive() and stats.recommendations and deadline is None:
                 time.sleep(3)  # let the last recommendations arrive
                 live.update(view())
                 break
     console.print("[bold]demo finished[/]: all live events streamed.")
+    return None
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -17,12 +17,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from confluent_kafka import Consumer
 from rich.table import Table
 
 from connectors.datasets import read_events
 from connectors.model_store import PrivateModels
 from connectors.pacing import Pacer
 from connectors.producer import EventProducer
+from connectors.replay_ranges import partition_count, watermarks
 from connectors.signing import generate_keypair
 from connectors.subscriber import Subscriber
 from connectors.synthetic import SyntheticConfig, generate_events
@@ -138,6 +140,46 @@ def ensure_trainer_keys(settings: Settings) -> None:
         generate_keypair(settings.signing_key_path, settings.verify_key_path)
 
 
+LOGS = {"worker": "worker.log", "mirror": "mirror.log", "trainer": "trainer.log",
+        "model sync": "sync.log"}  # in the demo's work directory
+
+
+def worker_state_dir(settings: Settings) -> Path:
+    """The local table state (RocksDB) of the worker on ``settings.web_port``."""
+    return settings.data_dir.resolve() / "worker" / f"web-{settings.web_port}"
+
+
+def drop_stale_worker_state(settings: Settings) -> Path | None:
+    """Remove the demo worker's local tables when the cluster holds none of their changelog.
+
+    Local state records how far it read its changelog; on a cluster whose storage was deleted
+    Faust refuses to start ("persisted offset ... is higher than the last offset"). The demo
+    owns this state, so it starts over instead. Returns the removed directory, if any.
+    """
+    state = worker_state_dir(settings)
+    if not state.exists():
+        return None
+    topic = f"{settings.app_id}-user-state-changelog"
+    partitions = partition_count(settings.private_servers, topic) or 0
+    consumer = Consumer({"bootstrap.servers": settings.private_servers,
+                         "group.id": "streamrec-demo-probe", "enable.auto.commit": False})
+    try:
+        kept = sum(high for _, high in watermarks(consumer, topic, partitions).values())
+    finally:
+        consumer.close()
+    if kept:
+        return None
+    shutil.rmtree(state)
+    return state
+
+
+def log_tail(log: Path, lines: int = 12) -> str:
+    """The last lines of a process log that say something (errors first if there are any)."""
+    text = log.read_text(errors="replace").splitlines() if log.exists() else []
+    errors = [line for line in text if "ERROR" in line or "CRITICAL" in line or "Error" in line]
+    return "\n".join((errors or text)[-lines:])
+
+
 def start(args: list[str], log: Path) -> subprocess.Popen:
     """``streamrec ARGS`` in its own process group, so stopping the demo stops it too."""
     sink = open(log, "ab")  # noqa: SIM115 - the child owns it until it exits
@@ -151,12 +193,12 @@ def start_loop(settings: Settings, model: Path, work: Path) -> dict[str, subproc
     ensure_trainer_keys(settings)
     current = bootstrap_private_model(settings, model)
     return {
-        "worker": start(["worker", "--model", str(current)], work / "worker.log"),
-        "mirror": start(["mirror"], work / "mirror.log"),
+        "worker": start(["worker", "--model", str(current)], work / LOGS["worker"]),
+        "mirror": start(["mirror"], work / LOGS["mirror"]),
         "trainer": start(["train", "--follow", "--init-from", str(model), "--window-seconds",
                           "30", "--window-clicks", "4000", "--epochs", "2"],
-                         work / "trainer.log"),
-        "model sync": start(["models", "sync"], work / "sync.log"),
+                         work / LOGS["trainer"]),
+        "model sync": start(["models", "sync"], work / LOGS["model sync"]),
     }
 
 
