@@ -97,6 +97,14 @@ def ensure_model(path: Path | None, work: Path) -> Path:
     return out
 
 
+def bench_workspace(model: Path | None) -> tuple[Settings, Path, Path]:
+    """Settings, the benchmarks' work directory (made if missing) and the model to serve."""
+    settings = Settings()
+    work = settings.data_dir.resolve() / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    return settings, work, ensure_model(model, work)
+
+
 def fresh_env(settings: Settings, tag: str) -> dict[str, str]:
     """Environment for a worker on fresh topics and a fresh consumer group."""
     import os
@@ -325,10 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="artifact to serve (default: train one)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "pipeline.json")
     args = parser.parse_args(argv)
-    settings = Settings()
-    work = settings.data_dir.resolve() / "bench"
-    work.mkdir(parents=True, exist_ok=True)
-    model = ensure_model(args.model, work)
+    settings, work, model = bench_workspace(args.model)
     backlog = interleaved_events(args.events)
     paced = interleaved_events(int(args.rate * args.latency_seconds), seed=11)
     result = {

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_pipeline import (  # noqa: E402
-    ensure_model,
+    bench_workspace,
     fresh_env,
     interleaved_events,
     latencies_at_rate,
@@ -70,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    settings = Settings()
-    work = settings.data_dir.resolve() / "bench"
-    work.mkdir(parents=True, exist_ok=True)
-    model = ensure_model(args.model, work)
+    settings, work, model = bench_workspace(args.model)
     source = fresh_env(settings, "replay-src")["STREAMREC_EVENTS_TOPIC"]
     produce_all(settings.private_servers, source, interleaved_events(args.backlog, seed=3))
     env = fresh_env(settings, "replay-live")

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_pipeline import ensure_model, fresh_env, interleaved_events  # noqa: E402
+from benchmarks.bench_pipeline import bench_workspace, fresh_env, interleaved_events  # noqa: E402
 from connectors.pacing import Pacer  # noqa: E402
 from connectors.producer import EventProducer  # noqa: E402
 from connectors.subscriber import Subscriber  # noqa: E402
@@ -122,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="artifact (default: the bench Beauty model)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    settings = Settings()
-    work = settings.data_dir.resolve() / "bench"
-    work.mkdir(parents=True, exist_ok=True)
-    model = ensure_model(args.model, work)
+    settings, work, model = bench_workspace(args.model)
     result = run(settings, model, second_model(model, work), args.rate, args.seconds, work)
     before, during = result["before"].get("p99_ms"), result["during"].get("p99_ms")
     if before and during:

@@ -43,8 +43,8 @@ from connectors.model_store import (
     replaced_atomically,
     uri_path,
 )
+from model.artifact import METADATA  # uploaded last
 
-METADATA = "metadata.json"  # the name model.artifact writes; uploaded last
 _REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
             "InvalidToken", "403", "Forbidden"}
 _WRONG_REGION = {"PermanentRedirect", "AuthorizationHeaderMalformed", "301"}

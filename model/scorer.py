@@ -57,8 +57,7 @@ class _Loaded:
     session: ort.InferenceSession
     provider: str
     index: dict[str, int]
-    item_ids: list[str]
-    names: np.ndarray  # item_ids as an object array, to map output ids in one step
+    names: np.ndarray  # external item ids by index (object array: output ids map in one step)
     k: int
     max_len: int
     max_query_tokens: int
@@ -84,7 +83,6 @@ class _Loaded:
             session,
             provider,
             index,
-            art.item_ids,
             np.array(art.item_ids, dtype=object),
             int(art.metadata["onnx"]["k"]),
             cfg.max_len,

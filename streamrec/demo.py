@@ -144,11 +144,6 @@ LOGS = {"worker": "worker.log", "mirror": "mirror.log", "trainer": "trainer.log"
         "model sync": "sync.log"}  # in the demo's work directory
 
 
-def worker_state_dir(settings: Settings) -> Path:
-    """The local table state (RocksDB) of the worker on ``settings.web_port``."""
-    return settings.data_dir.resolve() / "worker" / f"web-{settings.web_port}"
-
-
 def drop_stale_worker_state(settings: Settings) -> Path | None:
     """Remove the demo worker's local tables when the cluster holds none of their changelog.
 
@@ -156,7 +151,7 @@ def drop_stale_worker_state(settings: Settings) -> Path | None:
     Faust refuses to start ("persisted offset ... is higher than the last offset"). The demo
     owns this state, so it starts over instead. Returns the removed directory, if any.
     """
-    state = worker_state_dir(settings)
+    state = settings.worker_dir
     if not state.exists():
         return None
     topic = f"{settings.app_id}-user-state-changelog"

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         return self.model_store.startswith("s3://")
 
     @property
+    def worker_dir(self) -> Path:
+        """Local table state (RocksDB) of the worker serving on ``web_port``."""
+        return self.data_dir.resolve() / "worker" / f"web-{self.web_port}"
+
+    @property
     def artifact_dir(self) -> Path:
         """Where artifacts are written on this machine: the model store directory, or
         ``<data_dir>/model-staging`` (exported there, then uploaded) when it is s3://."""

@@ -22,7 +22,6 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -90,7 +89,7 @@ def create_worker(settings: Any) -> Worker:
     """Build the Faust app of a worker from the settings (see ``streamrec.settings``)."""
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw", "partitions": settings.partitions}
-    datadir = Path(settings.data_dir).resolve() / "worker" / f"web-{settings.web_port}"
+    datadir = settings.worker_dir
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,

@@ -20,7 +20,7 @@ def _settings(kafka, tmp_path: Path, app_id: str) -> Settings:
 
 
 def _plant_state(settings: Settings) -> Path:
-    state = demo.worker_state_dir(settings)
+    state = settings.worker_dir
     (state / "tables").mkdir(parents=True)
     (state / "tables" / "CURRENT").write_text("rocksdb")
     return state
