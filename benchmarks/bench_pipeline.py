@@ -137,6 +137,8 @@ def produce_all(bootstrap: str, topic: str, events: list[dict], rate: float | No
 
     pace = Pacer(rate, burst=10) if rate else None
     with EventProducer(bootstrap, topic) as producer:
+        if pace:
+            producer.look_up(topic)
         for event in events:
             if pace:
                 pace()

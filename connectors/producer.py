@@ -85,6 +85,14 @@ class RecordProducer:
         if self._user_callback is not None:
             self._user_callback(err, msg)
 
+    def look_up(self, topic: str, timeout_s: float = 10.0) -> None:
+        """Fetch ``topic``'s partitions and leaders now rather than on the first record.
+
+        Records are stamped when they are queued, so without this the first ones of a paced
+        stream wait out the metadata round trip and look hundreds of milliseconds late.
+        """
+        self._producer.list_topics(topic, timeout=timeout_s)
+
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait for every queued record; raise DeliveryError if any failed or are still queued."""
         remaining = self._producer.flush(timeout_s)

@@ -17,6 +17,7 @@ import threading
 import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from faust.types import TP
+from rocksdict import WriteBatch
 
 from connectors.producer import DeliveryError, producer_config
 
@@ -36,6 +37,7 @@ class TableStore:
         self.table = table
         self.output = output
         self.changelog = table.changelog_topic_name
+        self._staged: dict[int, dict[bytes, bytes]] = {}
         output.track(self)
 
     def _db(self, partition: int):  # noqa: ANN202 - rocksdict.Rdict
@@ -43,8 +45,12 @@ class TableStore:
         return self.table.data._db_for_partition(partition)
 
     def get(self, key: str, partition: int) -> bytes | None:
-        """The stored value of ``key`` in ``partition`` (None if absent)."""
-        return self._db(partition).get(key.encode())
+        """The stored (or staged) value of ``key`` in ``partition`` (None if absent)."""
+        raw_key = key.encode()
+        staged = self._staged.get(partition)
+        if staged is not None and raw_key in staged:
+            return staged[raw_key]
+        return self._db(partition).get(raw_key)
 
     def find(self, key: str) -> bytes | None:
         """The value of ``key`` in whichever of this worker's partitions holds it."""
@@ -56,18 +62,33 @@ class TableStore:
         return None
 
     def put(self, key: str, value: bytes, partition: int) -> None:
-        """Store ``value`` and produce the changelog record to the same partition."""
+        """Stage ``value`` for ``write_staged`` and produce its changelog record."""
         raw_key = key.encode()
-        self._db(partition).put(raw_key, value)
+        self._staged.setdefault(partition, {})[raw_key] = value
         self.output.produce(self.changelog, raw_key, value, partition)
+
+    def write_staged(self) -> None:
+        """Write what ``put`` staged, one RocksDB write batch per partition.
+
+        A write batch costs less than half of separate puts (one WAL append instead of one per
+        key). Callers write before they next yield to the event loop, so no rebalance can close
+        a partition's store in between, and readers over HTTP see a whole batch or none of it.
+        """
+        staged, self._staged = self._staged, {}
+        for partition, values in staged.items():
+            batch = WriteBatch(raw_mode=True)  # Faust opens its rocksdict stores in raw mode
+            for raw_key, value in values.items():
+                batch.put(raw_key, value)
+            self._db(partition).write(batch)
 
 
 class WorkerOutput:
     """Produces the worker's records and keeps table changelog offsets in step."""
 
     def __init__(self, bootstrap: str) -> None:
+        # A batch's records are queued in one burst: a short linger still fills each request.
         self._producer = Producer(producer_config(bootstrap, **{
-            "linger.ms": 5, "on_delivery": self._on_delivery}))
+            "linger.ms": 1, "on_delivery": self._on_delivery}))
         self._lock = threading.Lock()
         self._errors: list[str] = []
         self._tables: dict[str, TableStore] = {}

@@ -27,7 +27,6 @@ class Incoming:
     partition: int
     offset: int
     timestamp: int  # Kafka timestamp (ingest time), ms
-    handle: Any = None  # the framework's event, for writes that must happen in its context
 
 
 class StateStore(Protocol):
