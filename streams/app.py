@@ -74,7 +74,7 @@ class UserStates:
 
 @dataclass
 class Worker:
-    """The app and everything its agents use."""
+    """The app and everything its batch handler uses."""
 
     app: faust.App
     metrics: WorkerMetrics

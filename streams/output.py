@@ -4,7 +4,7 @@ Faust would send each table change and each output record through its own Python
 (about a hundred microseconds per record on this hardware, three records per event). Here a
 table change goes straight to the partition's RocksDB store (``TableStore``) and its changelog
 record is produced with confluent-kafka, like the recommendations, samples and dead letters. The
-agent flushes this producer before it takes the next batch, so a batch's source offsets are
+intake flushes this producer before it acknowledges a batch, so a batch's source offsets are
 committed only after everything it wrote was acknowledged: a crash can repeat a batch but never
 lose one (and user-state updates are idempotent by source offset, so a repeat changes nothing).
 """

@@ -1,7 +1,8 @@
 """One micro-batch of the worker: decode or dead-letter, update user state, score, recommend.
 
-Plain code with no Faust in it: the Faust agent (``streams/app.py``) feeds it batches and does the
-I/O. State access goes through a small ``StateStore`` protocol so tests use a dict.
+Plain code with no Faust in it: the worker (``streams/app.py``, fed by ``streams/intake.py``)
+hands it batches and does the I/O. State access goes through a small ``StateStore`` protocol so
+tests use a dict.
 """
 
 from __future__ import annotations
