@@ -121,8 +121,8 @@ class BatchIntake:
                 return
             raise
         except Exception:
-            log.exception("the event intake failed; the worker stops (offsets of the batch "
-                          "in hand are not committed, a restart reads it again)")
+            log.exception("the event intake failed and stops (offsets of the batches in hand "
+                          "are not committed; a restart reads them again)")
             raise
 
     async def _take(self, consumer: Any, records: dict, active: set | None,
@@ -140,15 +140,12 @@ class BatchIntake:
                 await self._deliver_one_by_one(consumer, tp, batch)
                 continue
             app.monitor.track_tp_end_offset(tp, consumer.highwater(tp))
+            gaps = app.topics.acks_enabled_for(tp.topic)
             last = read_offset[tp]
             for record in batch:
                 offset = record.offset
-                if last is not None and offset < last:
-                    continue  # read already in this generation (Faust drops these too)
-                if last and offset - last > 1 and app.topics.acks_enabled_for(tp.topic):
-                    # Offsets without records (transaction markers, compaction): acknowledged
-                    # as a gap so that commits can move past them, as Faust does.
-                    await consumer._add_gap(tp, last + 1, offset)
+                if not await _next_in_order(consumer, tp, offset, last, gaps):
+                    continue
                 pending.append(Incoming(record.key, record.value, tp.topic, tp.partition,
                                         offset, record.timestamp))
                 last = offset
@@ -160,13 +157,11 @@ class BatchIntake:
     async def _deliver_one_by_one(self, consumer: Any, tp: TP, batch: list) -> None:
         """Faust's own per-record path, for records that are not events."""
         read_offset = consumer._read_offset
+        gaps = consumer.app.topics.acks_enabled_for(tp.topic)
         for record in batch:
             offset = record.offset
-            last = read_offset[tp]
-            if last is not None and offset < last:
+            if not await _next_in_order(consumer, tp, offset, read_offset[tp], gaps):
                 continue
-            if last and offset - last > 1 and consumer.app.topics.acks_enabled_for(tp.topic):
-                await consumer._add_gap(tp, last + 1, offset)
             message = consumer._to_message(tp, record)
             await consumer.wait_first(consumer.callback(message), consumer.suspend_flow.wait())
             read_offset[tp] = offset
@@ -257,6 +252,20 @@ class BatchIntake:
             await consumer.perform_seek()
         except Exception as exc:  # noqa: BLE001 - Faust logs and carries on here too
             log.warning("could not seek back to the committed offsets: %s", exc)
+
+
+async def _next_in_order(consumer: Any, tp: TP, offset: int, last: int | None,
+                         gaps: bool) -> bool:
+    """Faust's rule for a fetched record: False if it was read already in this generation.
+
+    Offsets skipped on the way (transaction markers, compaction) are recorded as a gap when the
+    topic is acknowledged, so that commits can move past them, as Faust does.
+    """
+    if last is not None and offset < last:
+        return False
+    if last and offset - last > 1 and gaps:
+        await consumer._add_gap(tp, last + 1, offset)
+    return True
 
 
 class IntakeApp(faust.App):
