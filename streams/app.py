@@ -34,7 +34,7 @@ from schemas.fastpath import RecommendationWriter
 from streamrec.components import anonymizer_for
 from streams.intake import BatchIntake, IntakeApp
 from streams.metrics import WorkerMetrics
-from streams.output import TableStore, WorkerOutput
+from streams.output import Delivery, TableStore, WorkerOutput
 from streams.pipeline import BatchProcessor, Incoming
 from streams.popularity import DecayedPopularity
 from streams.scoring import ScorerHolder
@@ -141,8 +141,6 @@ def create_worker(settings: Any) -> Worker:
     codec = default_codec()
     encode_fields = RecommendationWriter(codec).encode_fields  # the codec's bytes, 3x faster
 
-    flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
-
     def process(incoming: list[Incoming]) -> Coroutine[Any, Any, None]:
         """One micro-batch of events, in partition order (called by the intake).
 
@@ -152,23 +150,27 @@ def create_worker(settings: Any) -> Worker:
         """
         metrics.events_in.inc(len(incoming))
         metrics.batch_size.observe(len(incoming))
-        result = processor.apply(incoming, store)
-        store.store.write_staged()
-        metrics.events_applied.inc(result.applied)
-        metrics.events_duplicate.inc(result.duplicates)
-        for dead in result.dead_letters:
-            metrics.events_dead_lettered.labels(dead["stage"]).inc()
-            output.produce(settings.dlq_topic, dead["key"], codec.encode("dead_letter", dead))
-        for sample in result.samples:
-            output.produce(settings.samples_topic, sample["pseudonym"].encode(),
-                           codec.encode("training_sample", sample))
+        with output.counting(Delivery(output)) as delivery:
+            result = processor.apply(incoming, store)
+            store.store.write_staged()
+            metrics.events_applied.inc(result.applied)
+            metrics.events_duplicate.inc(result.duplicates)
+            for dead in result.dead_letters:
+                metrics.events_dead_lettered.labels(dead["stage"]).inc()
+                output.produce(settings.dlq_topic, dead["key"],
+                               codec.encode("dead_letter", dead))
+            for sample in result.samples:
+                output.produce(settings.samples_topic, sample["pseudonym"].encode(),
+                               codec.encode("training_sample", sample))
         metrics.samples.inc(len(result.samples))
         pending = list(result.pending.values())
         started = time.perf_counter()
         scoring = scorer.prepare(processor, pending) if pending else None
-        return recommend(pending, scoring, started)
+        return recommend(pending, scoring, started, delivery)
 
-    async def recommend(pending: list, scoring: Any, started: float) -> None:
+    async def recommend(pending: list, scoring: Any, started: float,
+                        delivery: Delivery) -> Delivery:
+        """Score a batch (ONNX Runtime in the pool thread) and write its recommendations."""
         loop = asyncio.get_running_loop()
         if scoring is not None:
             # Only ONNX Runtime runs in the pool (it releases the GIL): the event loop's thread
@@ -178,19 +180,22 @@ def create_worker(settings: Any) -> Worker:
             scored = processor.finish(scoring)
             metrics.scoring_seconds.observe(time.perf_counter() - started)
             now_ms = int(time.time() * 1000)
-            for p, items, version, strategy in scored:
-                value = encode_fields(p.user, items, version, strategy, p.cause["event_id"],
-                                      p.cause["timestamp"], p.msg.timestamp, now_ms)
-                latest_store.put(p.user, value, p.msg.partition)
+            with output.counting(delivery):
+                for p, items, version, strategy in scored:
+                    value = encode_fields(p.user, items, version, strategy, p.cause["event_id"],
+                                          p.cause["timestamp"], p.msg.timestamp, now_ms)
+                    latest_store.put(p.user, value, p.msg.partition)
             latest_store.write_staged()
             for strategy, count in Counter(s.strategy for s in scored).items():
                 metrics.recommendations.labels(strategy).inc(count)
             done_ms = time.time() * 1000
             for p in pending:
                 metrics.latency_seconds.observe(max(0.0, done_ms - p.msg.timestamp) / 1000)
+        return delivery
 
-    async def flush() -> None:
-        await asyncio.get_running_loop().run_in_executor(flusher, output.flush)
+    async def settle(delivery: Delivery) -> None:
+        """Wait for the broker to acknowledge what a batch wrote (the intake acks it after)."""
+        await output.settle(delivery)
         output.persist_offsets()
 
     @app.task
@@ -198,13 +203,16 @@ def create_worker(settings: Any) -> Worker:
         _quiet_client_logs(settings.log_level)
         written = [settings.recommendations_topic, store.store.changelog, settings.dlq_topic]
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(pool, output.warm, written + (
-            [settings.samples_topic] if settings.emit_samples else []))
-        _calm_garbage_collector()
+        try:
+            await loop.run_in_executor(pool, output.warm, written + (
+                [settings.samples_topic] if settings.emit_samples else []))
+            _calm_garbage_collector()
+        finally:
+            app.intake.ready.set()  # the intake takes events from now on
 
     if app._consumer is not None:  # the intake must be in place before Faust builds it
         raise RuntimeError("the Faust consumer was created before the event intake was set")
-    app.intake = BatchIntake(settings.events_topic, process, flush, settings.batch_max_records,
+    app.intake = BatchIntake(settings.events_topic, process, settle, settings.batch_max_records,
                              settings.batch_max_ms)
     app.topics.add(events)  # subscribes the consumer; the intake takes its records
 

@@ -36,7 +36,9 @@ from streams.pipeline import Incoming
 log = logging.getLogger("streamrec.worker.intake")
 
 # Called with each batch: does the batch's first stage synchronously and returns the rest.
-Handler = Callable[[list[Incoming]], Awaitable[None]]
+Handler = Callable[[list[Incoming]], Awaitable[Any]]
+# Called with what a batch's rest returned: waits until everything the batch wrote is stored.
+Settle = Callable[[Any], Awaitable[None]]
 
 
 class _InFlight:
@@ -59,18 +61,20 @@ class _InFlight:
 class BatchIntake:
     """Installs itself as the drain loop of a Faust app's consumer (see the module docstring)."""
 
-    def __init__(self, topic: str, handler: Handler, flush: Callable[[], Awaitable[None]],
-                 max_records: int, max_ms: float, depth: int = 3) -> None:
+    def __init__(self, topic: str, handler: Handler, settle: Settle, max_records: int,
+                 max_ms: float, depth: int = 3) -> None:
         self.topic = topic
         self.handler = handler
-        self.flush = flush
+        self.settle = settle
         self.depth = depth
         self.max_records = max_records
         self.max_s = max_ms / 1000.0
         self.consumer: Any = None
         self._rested: asyncio.Future | None = None  # the newest batch's rest
-        self._done: asyncio.Future | None = None  # the newest batch's flush and ack
+        self._done: asyncio.Future | None = None  # the newest batch's settle and ack
         self._in_flight: deque[asyncio.Future] = deque()
+        # Set once the worker may produce (its output is warm): no batch is processed before.
+        self.ready = asyncio.Event()
 
     def install(self, consumer: Any) -> None:
         """Make ``consumer`` drain through this intake (Faust's fetcher calls the attribute)."""
@@ -167,14 +171,17 @@ class BatchIntake:
             read_offset[tp] = offset
 
     async def _process(self, consumer: Any, batch: list[Incoming]) -> None:
-        """Run the handler's first stage now; its rest and the flush follow in the background.
+        """Run the handler's first stage now; its rest and its settling follow in the background.
 
         Three stages, each in batch order: the first stage (on the event loop, now); the rest
         the handler returns (scoring in a pool thread, then output), after the previous batch's
-        rest; and the flush of everything produced, after which the batch is acknowledged. So
-        the event loop takes and prepares batch k+1 while batch k is scored and flushed. At most
-        ``depth`` batches are in flight; beyond that the intake waits.
+        rest; and settling (the broker acknowledges what the batch wrote), after which the batch
+        is acknowledged. So the event loop takes and prepares batch k+1 while batch k is scored
+        and settled. At most ``depth`` batches are in flight; beyond that the intake waits.
         """
+        if not self.ready.is_set():
+            # Only events wait: changelog records (table recovery) keep flowing meanwhile.
+            await self.ready.wait()
         token = _InFlight(len(batch))
         consumer._unacked_messages.add(token)
         try:
@@ -194,7 +201,7 @@ class BatchIntake:
             await consumer.commit()
 
     @staticmethod
-    async def _rest(previous: asyncio.Future | None, rest: Awaitable[None]) -> None:
+    async def _rest(previous: asyncio.Future | None, rest: Awaitable[Any]) -> Any:
         try:
             if previous is not None:
                 await previous
@@ -202,16 +209,16 @@ class BatchIntake:
             if inspect.iscoroutine(rest):
                 rest.close()  # an earlier batch failed: this one is read again after a restart
             raise
-        await rest
+        return await rest
 
     async def _complete(self, consumer: Any, batch: list[Incoming], token: _InFlight,
                         rested: asyncio.Future, previous: asyncio.Future | None) -> None:
         try:
-            await rested
+            outcome = await rested
             if previous is not None:
                 await previous
             # Nothing of the batch may be lost once its offsets can be committed.
-            await self.flush()
+            await self.settle(outcome)
             self._ack(consumer, batch)
         finally:
             self._release(consumer, token)

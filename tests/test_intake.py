@@ -45,6 +45,8 @@ def records(partition: int, offsets: range) -> list[Incoming]:
 
 
 def run_batches(intake: BatchIntake, consumer: Bookkeeping, batches: list[list[Incoming]]):
+    intake.ready.set()
+
     async def go() -> None:
         try:
             for batch in batches:
@@ -57,7 +59,7 @@ def run_batches(intake: BatchIntake, consumer: Bookkeeping, batches: list[list[I
     asyncio.run(go())
 
 
-def test_batches_are_scored_and_flushed_in_order_and_acknowledged_after_the_flush() -> None:
+def test_batches_are_scored_and_settled_in_order_and_acknowledged_after_settling() -> None:
     consumer = Bookkeeping()
     log: list[str] = []
 
@@ -65,21 +67,25 @@ def test_batches_are_scored_and_flushed_in_order_and_acknowledged_after_the_flus
         first = batch[0].offset
         log.append(f"stage1 {first}")
 
-        async def rest() -> None:
+        async def rest() -> int:
             await asyncio.sleep(0.01 if first == 0 else 0)  # the first is slowest to score
             log.append(f"rest {first}")
-            assert first not in consumer._acked_index[TP(TOPIC, 0)], "acked before its flush"
+            return first
 
         return rest()
 
-    async def flush() -> None:
-        log.append("flush")
+    async def settle(first: int) -> None:
+        await asyncio.sleep(0.01 if first == 10 else 0)  # the second is slowest to settle
+        assert first not in consumer._acked_index[TP(TOPIC, 0)], "acked before it settled"
+        log.append(f"settle {first}")
 
-    intake = BatchIntake(TOPIC, handler, flush, max_records=10, max_ms=5)
+    intake = BatchIntake(TOPIC, handler, settle, max_records=10, max_ms=5)
     run_batches(intake, consumer, [records(0, range(0, 10)), records(0, range(10, 20)),
                                    records(0, range(20, 25))])
     rests = [line for line in log if line.startswith("rest")]
     assert rests == ["rest 0", "rest 10", "rest 20"]
+    settled = [line for line in log if line.startswith("settle")]
+    assert settled == ["settle 0", "settle 10", "settle 20"]
     assert log.index("stage1 10") < log.index("rest 0"), "batch 2 waited for batch 1's scoring"
     assert consumer.new_offset(TP(TOPIC, 0)) == 25
     assert not consumer._unacked_messages
@@ -95,10 +101,10 @@ def test_a_failed_batch_and_those_after_it_are_not_acknowledged() -> None:
 
         return rest()
 
-    async def flush() -> None:
+    async def settle(_: object) -> None:
         return None
 
-    intake = BatchIntake(TOPIC, handler, flush, max_records=10, max_ms=5)
+    intake = BatchIntake(TOPIC, handler, settle, max_records=10, max_ms=5)
     with pytest.raises(RuntimeError, match="scorer failed"):
         run_batches(intake, consumer, [records(0, range(0, 10)), records(0, range(10, 20)),
                                        records(0, range(20, 30))])
@@ -121,3 +127,33 @@ def test_a_hole_in_the_acknowledged_offsets_holds_the_commit_back() -> None:
     consumer = Bookkeeping()
     BatchIntake._ack(consumer, records(2, range(0, 4)) + records(2, range(6, 9)))
     assert consumer.new_offset(tp) == 4  # 4 and 5 were never processed: not committed past
+
+
+def test_no_batch_is_processed_before_the_worker_is_ready() -> None:
+    consumer = Bookkeeping()
+    handled: list[int] = []
+
+    def handler(batch: list[Incoming]):
+        handled.append(batch[0].offset)
+
+        async def rest() -> None:
+            return None
+
+        return rest()
+
+    async def settle(_: object) -> None:
+        return None
+
+    intake = BatchIntake(TOPIC, handler, settle, max_records=10, max_ms=5)
+
+    async def go() -> None:
+        processing = asyncio.ensure_future(intake._process(consumer, records(0, range(0, 10))))
+        await asyncio.sleep(0.05)
+        assert handled == [], "a batch was handled before the output was warm"
+        intake.ready.set()
+        await processing
+        await intake._done
+
+    asyncio.run(go())
+    assert handled == [0]
+    assert consumer.new_offset(TP(TOPIC, 0)) == 10

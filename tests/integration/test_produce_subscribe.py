@@ -63,6 +63,16 @@ def test_subscriber_filters_by_user_and_stops_at_max(kafka, topic_factory) -> No
     assert [r.value["item_id"] for r in got] == ["i3", "i8", "i13", "i18"]
 
 
+def test_look_up_waits_for_the_producer_id_before_the_first_record(kafka, topic_factory) -> None:
+    topic = topic_factory("events")
+    for _ in range(3):  # a fresh producer each time: the id is asked for at creation
+        with EventProducer(kafka.private, topic) as producer:
+            producer.look_up(topic)
+            assert producer._id.assigned.is_set()
+            producer.send(Event.click("u1", "i1"))
+        assert producer.delivered == 1
+
+
 def test_unreachable_cluster_surfaces_delivery_errors() -> None:
     producer = EventProducer("127.0.0.1:1", "events", **{"message.timeout.ms": 1500})
     producer.send(Event.click("u", "i"))
