@@ -224,8 +224,8 @@ def latencies_at_rate(bootstrap: str, env: dict, events: list[dict], rate: float
                 latencies.append(time.time() * 1000 - rec.value["cause_ingest_time"])
 
     reader = threading.Thread(target=collect, daemon=True)
-    # Warm-up: a started worker's first events wait about half a second in Faust's consumer
-    # start-up; these users are not measured (their recommendations arrive before the reader).
+    # Warm-up: a started worker's first events take longer (first scorer calls and fetches);
+    # these users are not measured (their recommendations arrive before the reader).
     produce_all(bootstrap, env["STREAMREC_EVENTS_TOPIC"], warm_up_events(), rate)
     time.sleep(3)
     reader.start()

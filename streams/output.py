@@ -12,9 +12,8 @@ user-state updates are idempotent by source offset, so a repeat changes nothing)
 Why not ``Producer.flush()`` per batch: flush waits until the producer's whole queue is empty,
 so under a steady stream it also waits for the records of the batches behind (which keep
 arriving), and a flushing thread must take the GIL back for every delivery report while the
-event loop holds it. Both showed as flushes of 150-400 ms at 1,000 events/s. Delivery reports
-are served on the event loop's thread instead (``poll(0)``, which never blocks), and a batch
-waits only for its own records.
+event loop holds it. Delivery reports are served on the event loop's thread instead
+(``poll(0)``, which never blocks), and a batch waits only for its own records.
 """
 
 from __future__ import annotations
