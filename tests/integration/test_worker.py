@@ -10,11 +10,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from connectors.datasets import read_events
 from connectors.events import parse_event
 from connectors.producer import EventProducer, RecordProducer
 from connectors.subscriber import Subscriber
+from connectors.topics import TopicSpec, ensure_topics
 from tests.integration.workers import WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -262,3 +264,30 @@ def urllib_post(url: str, body: dict, ok: bool = True) -> dict:
         if ok:
             raise
         return json.loads(err.read())
+
+
+def test_refused_output_ends_the_worker_and_commits_nothing(kafka, env, yc_events, tiny_model,
+                                                             tmp_path) -> None:
+    """A batch whose records cannot be stored is not acknowledged, and the worker exits non-zero
+    with the reason in its log (so a supervisor restarts it and the batch is read again)."""
+    recs = env["STREAMREC_RECOMMENDATIONS_TOPIC"]
+    ensure_topics(kafka.private, [TopicSpec(recs, 4, {"max.message.bytes": "100",
+                                                      "cleanup.policy": "compact"})])
+    worker = WorkerProcess(env, tmp_path / "w", tiny_model).start()
+    try:
+        _produce(kafka, env, yc_events[:30])
+        deadline = time.monotonic() + 90
+        while worker.proc.poll() is None:
+            assert time.monotonic() < deadline, "the worker kept running after its output failed"
+            time.sleep(0.2)
+        assert worker.proc.returncode != 0
+        assert "DeliveryError" in worker.log() and "Message size too large" in worker.log()
+    finally:
+        worker.stop()
+    group = Consumer({"bootstrap.servers": kafka.private, "group.id": env["STREAMREC_APP_ID"]})
+    try:
+        committed = group.committed(
+            [TopicPartition(env["STREAMREC_EVENTS_TOPIC"], p) for p in range(4)], timeout=10)
+    finally:
+        group.close()
+    assert [tp.offset for tp in committed] == [-1001] * 4  # no offset was ever committed
