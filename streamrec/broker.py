@@ -137,6 +137,18 @@ def _port_is_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64, as Kafka writes them.
+
+    Like Kafka's own ``Uuid.randomUuid``, never one that starts with "-": the storage tool would
+    take it for an option (1 in 64 random ids), and formatting would fail.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass(frozen=True)
 class LocalCluster:
     """One single-node KRaft cluster (broker and controller in one JVM) on loopback."""
@@ -221,7 +233,7 @@ class LocalCluster:
         (self.root / "log4j2.properties").write_text(LOG4J2_CONFIG)
         if (self.root / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         proc = subprocess.run(
             self._java_cmd(java, lib, "kafka.tools.StorageTool")
             + ["format", "-t", cluster_id, "-c", str(self.config_path.resolve())],
