@@ -174,16 +174,10 @@ class WorkerOutput:
         The record counts against the batch being counted (``counting``), if there is one.
         """
         batch = self.batch
-        if batch is None:
-            if partition is None:
-                self._producer.produce(topic, value, key)
-            else:
-                self._producer.produce(topic, value, key, partition)
-        else:
-            if partition is None:
-                self._producer.produce(topic, value, key, on_delivery=batch)
-            else:
-                self._producer.produce(topic, value, key, partition, on_delivery=batch)
+        # -1: librdkafka's "unassigned", the partitioner picks by key.
+        self._producer.produce(topic, value, key, -1 if partition is None else partition,
+                               on_delivery=self._on_delivery if batch is None else batch)
+        if batch is not None:
             batch.sent += 1
         self._unpolled += 1
         if self._unpolled >= POLL_EVERY:
