@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     top_k: int = Field(20, ge=1, le=1000, description="Items per recommendation.")
     batch_max_records: int = Field(512, ge=1, description="Micro-batch closes at this many.")
     batch_max_ms: float = Field(10.0, gt=0, description="...or after this many milliseconds.")
+    events_reader: Literal["librdkafka", "faust"] = Field(
+        "librdkafka", description="Who fetches the events: a librdkafka consumer on the "
+        "partitions Faust assigned (faster), or Faust's own aiokafka client.")
     history_len: int = Field(50, ge=1, description="Recent items kept per user.")
     web_port: int = Field(6066, description="HTTP port of the worker (views and /metrics).")
     emit_samples: bool = Field(True, description="Workers send anonymised training samples "

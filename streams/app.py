@@ -37,6 +37,7 @@ from streams.metrics import WorkerMetrics
 from streams.output import Delivery, TableStore, WorkerOutput
 from streams.pipeline import BatchProcessor, Incoming
 from streams.popularity import DecayedPopularity
+from streams.reader import EventReader
 from streams.scoring import ScorerHolder
 from streams.user_state import UserState
 
@@ -212,8 +213,13 @@ def create_worker(settings: Any) -> Worker:
 
     if app._consumer is not None:  # the intake must be in place before Faust builds it
         raise RuntimeError("the Faust consumer was created before the event intake was set")
-    app.intake = BatchIntake(settings.events_topic, process, settle, settings.batch_max_records,
-                             settings.batch_max_ms)
+    def events_reader() -> EventReader:
+        return EventReader(settings.private_servers, f"{settings.app_id}.events-reader",
+                           settings.events_topic)
+
+    app.intake = BatchIntake(
+        settings.events_topic, process, settle, settings.batch_max_records, settings.batch_max_ms,
+        reader_factory=events_reader if settings.events_reader == "librdkafka" else None)
     app.topics.add(events)  # subscribes the consumer; the intake takes its records
 
     @app.timer(interval=2.0)
@@ -223,7 +229,7 @@ def create_worker(settings: Any) -> Worker:
 
     @app.timer(interval=5.0)
     async def gauges() -> None:
-        _update_gauges(app, users, metrics)
+        _update_gauges(app, users, metrics, app.intake.lag())
 
     _register_views(app, worker, store.store, latest_store)
     return worker
@@ -253,11 +259,15 @@ def _quiet_client_logs(level: str) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
-def _update_gauges(app: faust.App, users: faust.Table, metrics: WorkerMetrics) -> None:
+def _update_gauges(app: faust.App, users: faust.Table, metrics: WorkerMetrics,
+                   read_lag: dict) -> None:
+    """``read_lag``: the events reader's lag per partition (aiokafka does not fetch those)."""
     consumer = app.consumer
     read = getattr(consumer, "_read_offset", {})  # private in Faust 0.15; no public accessor
+    for tp, lag in read_lag.items():
+        metrics.consumer_lag.labels(f"{tp.topic}:{tp.partition}").set(lag)
     for tp in consumer.assignment():
-        if tp.topic != app.conf.id and tp.topic.endswith("changelog"):
+        if tp in read_lag or tp.topic != app.conf.id and tp.topic.endswith("changelog"):
             continue
         high = consumer.highwater(tp)
         if high is not None and read.get(tp) is not None:

@@ -14,6 +14,12 @@ rebalances, offset commits (from the same ack bookkeeping), and records of every
 Offsets are acknowledged only after the handler returns, so a crash or a rebalance in the middle
 of a batch leaves its offsets uncommitted: the batch is read again (at least once), and user
 state is idempotent by source offset.
+
+With a ``reader_factory`` (the worker's default), the events themselves are not fetched by
+Faust's aiokafka client at all but by an ``EventReader`` (librdkafka, see ``streams.reader``),
+assigned after each rebalance to the events partitions Faust made active, from the offsets Faust
+sought to; aiokafka is told to pause those partitions. Batching, acknowledgements, commits and
+every other topic are as above.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 from streams.pipeline import Incoming
+from streams.reader import EventReader, paused_in
 
 log = logging.getLogger("streamrec.worker.intake")
 
@@ -62,8 +69,11 @@ class BatchIntake:
     """Installs itself as the drain loop of a Faust app's consumer (see the module docstring)."""
 
     def __init__(self, topic: str, handler: Handler, settle: Settle, max_records: int,
-                 max_ms: float, depth: int = 3) -> None:
+                 max_ms: float, depth: int = 3,
+                 reader_factory: Callable[[], EventReader] | None = None) -> None:
         self.topic = topic
+        self.reader_factory = reader_factory
+        self.reader: EventReader | None = None  # the running drain's reader, if any
         self.handler = handler
         self.settle = settle
         self.depth = depth
@@ -79,7 +89,19 @@ class BatchIntake:
     def install(self, consumer: Any) -> None:
         """Make ``consumer`` drain through this intake (Faust's fetcher calls the attribute)."""
         self.consumer = consumer
-        consumer._drain_messages = self._drain
+        if self.reader_factory is None:
+            consumer._drain_messages = self._drain
+            return
+        consumer._drain_messages = self._drain_with_reader
+        faust_verify = consumer.verify_event_path
+
+        def verify_event_path(now: float, tp: TP) -> None:
+            # aiokafka never fetches the events partitions here, so Faust's check of its fetch
+            # times would report them stalled; the reader reports its own failures.
+            if tp.topic != self.topic:
+                faust_verify(now, tp)
+
+        consumer.verify_event_path = verify_event_path
 
     async def _drain(self, fetcher: Any) -> None:
         consumer = self.consumer
@@ -128,6 +150,172 @@ class BatchIntake:
             log.exception("the event intake failed and stops (offsets of the batches in hand "
                           "are not committed; a restart reads them again)")
             raise
+
+    async def _drain_with_reader(self, fetcher: Any) -> None:
+        """The drain loop when a librdkafka ``EventReader`` reads the events (module docstring)."""
+        assert self.reader_factory is not None
+        consumer = self.consumer
+        app = consumer.app
+        consumer_stopped = consumer._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        reader = self.reader = self.reader_factory()
+        reader.start(asyncio.get_running_loop())
+        pending: list[Incoming] = []
+        opened = 0.0
+        generation = None
+        paused: frozenset = frozenset()  # events partitions paused in aiokafka
+        reading: frozenset = frozenset()  # events partitions the reader was assigned
+        touched = time.monotonic()
+        nudging: asyncio.Future | None = None
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                self._raise_if_failed()
+                if app.consumer_generation_id != generation or not consumer.flow_active:
+                    # A rebalance started or happened: stop reading; what was gathered is read
+                    # again from the committed offsets once Faust resumes the flow.
+                    pending.clear()
+                    generation = app.consumer_generation_id
+                    paused = frozenset()  # a new assignment in aiokafka starts unpaused
+                    if reading:
+                        reader.assign({})
+                        reading = frozenset()
+                assignment = consumer.assignment()
+                events_assigned = frozenset(tp for tp in assignment if tp.topic == self.topic)
+                if not events_assigned <= paused:
+                    # Before any other fetch: aiokafka drops what it fetched for them, if any.
+                    await consumer._thread.call_thread(paused_in(events_assigned, self.topic),
+                                                       consumer._thread._ensure_consumer())
+                    paused = events_assigned
+                if not consumer.flow_active:
+                    await consumer.wait(consumer.can_resume_flow)
+                    continue
+                active = consumer._get_active_partitions()
+                events_active = frozenset(tp for tp in active if tp.topic == self.topic)
+                if events_active != reading:
+                    reader.assign(self._starts(consumer, events_active))
+                    reading = events_active
+                    pending.clear()
+                # Changelogs being recovered (or standbys) still come through Faust; the only
+                # other topic assigned, Faust's leader-election topic, carries no records.
+                changelogs = app.tables.changelog_topics
+                others = {tp for tp in active if tp.topic in changelogs}
+                wait = 1.0 if not pending else max(0.0, opened + self.max_s - time.monotonic())
+                if pending and self._scorer_free():
+                    wait = 0.0
+                if others:  # Faust's path, briefly if events are being read too
+                    records = await consumer._getmany(
+                        active_partitions=others, timeout=min(wait, 0.005) if reading else wait)
+                    touched = time.monotonic()
+                    if records:
+                        await self._take(consumer, records, others, [])
+                else:
+                    await reader.wait(wait)
+                    if time.monotonic() - touched > 5.0:
+                        await self._touch_aiokafka(consumer)
+                        touched = time.monotonic()
+                if app.consumer_generation_id != generation or not consumer.flow_active:
+                    continue
+                took = self._take_read(consumer, reader.take(), reading, pending)
+                if took and len(pending) == took:
+                    opened = time.monotonic()
+                # A batch closes at max_records, when the scorer is free (so a quiet stream is
+                # not held for the window), or when the window has passed.
+                while len(pending) >= self.max_records:
+                    batch, pending = pending[:self.max_records], pending[self.max_records:]
+                    await self._process(consumer, batch)
+                    opened = time.monotonic()
+                if pending and (self._scorer_free() or time.monotonic() - opened >= self.max_s):
+                    batch, pending = pending, []
+                    await self._process(consumer, batch)
+                if self._rested is not None and self._rested is not nudging:
+                    nudging = self._rested
+                    nudging.add_done_callback(reader.nudge)  # wake the wait once it is scored
+        except consumer.consumer_stopped_errors:
+            if consumer.transport.app.should_stop:
+                log.info("broker stopped the consumer, shutting down")
+                return
+            raise
+        except asyncio.CancelledError:
+            if consumer.transport.app.should_stop:
+                return
+            raise
+        except Exception:
+            log.exception("the event intake failed and stops (offsets of the batches in hand "
+                          "are not committed; a restart reads them again)")
+            raise
+        finally:
+            reader.stop()
+
+    def _scorer_free(self) -> bool:
+        """True when no batch is being scored or written (its rest is done)."""
+        return self._rested is None or self._rested.done()
+
+    @staticmethod
+    def _starts(consumer: Any, tps: frozenset) -> dict[int, int | None]:
+        """Where to read each partition from: where Faust sought to (the committed offset)."""
+        starts: dict[int, int | None] = {}
+        for tp in tps:
+            offset = consumer._read_offset.get(tp)
+            if offset is None:
+                offset = consumer._committed_offset.get(tp)
+            starts[tp.partition] = offset if offset is not None and offset >= 0 else None
+            consumer._read_offset[tp] = starts[tp.partition]
+        return starts
+
+    @staticmethod
+    async def _touch_aiokafka(consumer: Any) -> None:
+        """Tell aiokafka the app still polls (it leaves the group after max.poll.interval)."""
+        def touch(aio_consumer: Any) -> None:
+            with aio_consumer._subscription.fetch_context():
+                pass
+
+        await consumer._thread.call_thread(touch, consumer._thread._ensure_consumer())
+
+    def _take_read(self, consumer: Any, messages: list, reading: frozenset,
+                   pending: list[Incoming]) -> int:
+        """Move what the reader read into ``pending`` (Faust's in-order rule, gaps recorded)."""
+        if not messages:
+            return 0
+        app = consumer.app
+        read_offset = consumer._read_offset
+        gaps = app.topics.acks_enabled_for(self.topic)
+        topic = self.topic
+        took = 0
+        touched: set[TP] = set()
+        for message in messages:
+            tp = TP(topic, message.partition())
+            if tp not in reading:
+                continue
+            offset = message.offset()
+            last = read_offset.get(tp)
+            if last is not None and offset < last:
+                continue
+            if last and offset - last > 1 and gaps:
+                _add_gap_now(consumer, tp, last + 1, offset)
+            pending.append(Incoming(message.key(), message.value(), topic, tp.partition, offset,
+                                    message.timestamp()[1]))
+            read_offset[tp] = offset
+            touched.add(tp)
+            took += 1
+        now = time.monotonic()
+        for tp in touched:
+            app.monitor.stream_inbound_time[tp] = now  # Faust's stalled-stream check reads it
+        return took
+
+    def lag(self) -> dict[TP, int]:
+        """Events not yet read per partition the reader reads (empty without a reader)."""
+        reader, consumer = self.reader, self.consumer
+        if reader is None or consumer is None:
+            return {}
+        out = {}
+        for partition in reader.assigned:
+            tp = TP(self.topic, partition)
+            marks = reader.watermarks(partition)
+            last = consumer._read_offset.get(tp)
+            if marks is not None:
+                out[tp] = max(0, marks[1] - (last + 1 if last is not None else marks[0]))
+                consumer.app.monitor.track_tp_end_offset(tp, marks[1])
+        return out
 
     async def _take(self, consumer: Any, records: dict, active: set | None,
                     pending: list[Incoming]) -> int:
@@ -259,6 +447,15 @@ class BatchIntake:
             await consumer.perform_seek()
         except Exception as exc:  # noqa: BLE001 - Faust logs and carries on here too
             log.warning("could not seek back to the committed offsets: %s", exc)
+
+
+def _add_gap_now(consumer: Any, tp: TP, start: int, end: int) -> None:
+    """Faust's ``Consumer._add_gap``, without its ``sleep(0)``: records skipped offsets."""
+    committed = consumer._committed_offset[tp]
+    if committed is not None:
+        start = max(start, committed + 1)
+    if start <= end:
+        consumer._gap[tp].addi(start, end + 1)  # the end of an interval is excluded
 
 
 async def _next_in_order(consumer: Any, tp: TP, offset: int, last: int | None,

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -82,8 +83,26 @@ def _await_recommendations(kafka, topic: str, expected: dict[str, str], timeout_
     return latest
 
 
+def _events_lag(worker: WorkerProcess, topic: str, timeout_s: float = 20.0) -> dict[int, float]:
+    """The lag gauge of each events partition, once it is reported and has reached 0."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
+            lines = resp.read().decode().splitlines()
+        prefix = f'streamrec_consumer_lag{{partition="{topic}:'
+        lag = {int(line[len(prefix):].split('"')[0]): float(line.rsplit(" ", 1)[1])
+               for line in lines if line.startswith(prefix)}
+        if (lag and not any(lag.values())) or time.monotonic() > deadline:
+            return lag
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("reader", ["librdkafka", "faust"])
 def test_every_user_gets_a_model_recommendation_for_its_last_event(kafka, env, yc_events,
-                                                                   tiny_model, tmp_path) -> None:
+                                                                   tiny_model, tmp_path,
+                                                                   reader) -> None:
+    # librdkafka: the events reader (default); faust: Faust's own client fetches the events.
+    env = dict(env, STREAMREC_EVENTS_READER=reader)
     worker = WorkerProcess(env, tmp_path / "w1", tiny_model).start()
     try:
         sent = _produce(kafka, env, yc_events)
@@ -106,6 +125,8 @@ def test_every_user_gets_a_model_recommendation_for_its_last_event(kafka, env, y
         status, body = http_get(f"{worker.url}/users/{sent[-1]['user_id']}/recommendations")
         assert status == 200 and body["cause_event_id"] == sent[-1]["event_id"]
         assert worker.metric("streamrec_events_applied_total") == len(sent)
+        assert _events_lag(worker, env["STREAMREC_EVENTS_TOPIC"]) == {
+            p: 0.0 for p in range(int(env.get("STREAMREC_PARTITIONS", "4")))}
     finally:
         worker.stop()
 

@@ -1,4 +1,4 @@
-"""The worker's producer against the real private cluster: a batch settles on its own records."""
+"""The worker's producer and events reader against the real private cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors.producer import DeliveryError
 from connectors.topics import TopicSpec, ensure_topics
 from streams.output import Delivery, WorkerOutput
+from streams.reader import STATS_INTERVAL_MS, EventReader
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +61,43 @@ def test_a_batch_with_a_record_the_broker_refuses_fails_to_settle(kafka, unique)
     with pytest.raises(DeliveryError, match=r"record\(s\) failed: small-.*\[0\]: .*too large"):
         asyncio.run(output.settle(batch))
     assert batch.reported == 2
+
+
+def test_the_events_reader_reads_its_partitions_from_the_given_offsets(kafka, topic_factory):
+    topic = topic_factory("read")
+    output = WorkerOutput(kafka.private)
+    for partition in (0, 1):
+        for i in range(10):
+            output.produce(topic, f"user-{i}".encode(), f"{partition}:{i}".encode(), partition)
+    output.flush(30)
+
+    async def read_until(reader: EventReader, count: int) -> list[tuple[int, int]]:
+        got: list[tuple[int, int]] = []
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(got) < count and asyncio.get_running_loop().time() < deadline:
+            await reader.wait(1.0)
+            got += [(m.partition(), m.offset()) for m in reader.take()]
+        return got
+
+    async def go() -> None:
+        reader = EventReader(kafka.private, "test-events-reader", topic)
+        reader.start(asyncio.get_running_loop())
+        try:
+            reader.assign({0: 7, 1: None})  # 7..9 of partition 0, all of partition 1
+            got = await read_until(reader, 13)
+            assert sorted(got) == [(0, 7), (0, 8), (0, 9)] + [(1, o) for o in range(10)]
+            reader.assign({1: 8})  # a new assignment: from here on only this
+            got = await read_until(reader, 2)
+            await asyncio.sleep(0.5)
+            got += [(m.partition(), m.offset()) for m in reader.take()]
+            assert got == [(1, 8), (1, 9)]
+            await asyncio.sleep(reader_stats_s())
+            assert reader.watermarks(1) == (0, 10), "high watermark from the statistics"
+        finally:
+            reader.stop()
+
+    asyncio.run(go())
+
+
+def reader_stats_s() -> float:
+    return 2 * STATS_INTERVAL_MS / 1000
