@@ -89,10 +89,9 @@ class BatchIntake:
     def install(self, consumer: Any) -> None:
         """Make ``consumer`` drain through this intake (Faust's fetcher calls the attribute)."""
         self.consumer = consumer
+        consumer._drain_messages = self._drain
         if self.reader_factory is None:
-            consumer._drain_messages = self._drain
             return
-        consumer._drain_messages = self._drain_with_reader
         faust_verify = consumer.verify_event_path
 
         def verify_event_path(now: float, tp: TP) -> None:
@@ -104,132 +103,16 @@ class BatchIntake:
         consumer.verify_event_path = verify_event_path
 
     async def _drain(self, fetcher: Any) -> None:
+        """What Faust's fetcher runs: the intake's loop, ended quietly when the app stops."""
         consumer = self.consumer
-        app = consumer.app
-        consumer_stopped = consumer._stopped.is_set
-        fetcher_stopped = fetcher._stopped.is_set
-        pending: list[Incoming] = []
-        opened = 0.0  # when the oldest pending record was taken
-        generation = None
+        reader = None
         try:
-            while not (consumer_stopped() or fetcher_stopped()):
-                self._raise_if_failed()
-                wait = 1.0 if not pending else max(0.0, opened + self.max_s - time.monotonic())
-                records, active = await consumer._wait_next_records(wait)
-                if records is None or consumer.should_stop:
-                    continue
-                if not consumer.flow_active or app.consumer_generation_id != generation:
-                    # A rebalance started or happened: what was gathered is read again from
-                    # the committed offsets once Faust resumes the flow.
-                    pending.clear()
-                    generation = app.consumer_generation_id
-                    if not consumer.flow_active:
-                        await self._seek_back(consumer)
-                        continue
-                if records:
-                    took = await self._take(consumer, records, active, pending)
-                    if took and len(pending) == took:
-                        opened = time.monotonic()
-                while len(pending) >= self.max_records:
-                    batch, pending = pending[:self.max_records], pending[self.max_records:]
-                    await self._process(consumer, batch)
-                    opened = time.monotonic()
-                if pending and time.monotonic() - opened >= self.max_s:
-                    batch, pending = pending, []
-                    await self._process(consumer, batch)
-        except consumer.consumer_stopped_errors:
-            if consumer.transport.app.should_stop:
-                log.info("broker stopped the consumer, shutting down")
-                return
-            raise
-        except asyncio.CancelledError:
-            if consumer.transport.app.should_stop:
-                return
-            raise
-        except Exception:
-            log.exception("the event intake failed and stops (offsets of the batches in hand "
-                          "are not committed; a restart reads them again)")
-            raise
-
-    async def _drain_with_reader(self, fetcher: Any) -> None:
-        """The drain loop when a librdkafka ``EventReader`` reads the events (module docstring)."""
-        assert self.reader_factory is not None
-        consumer = self.consumer
-        app = consumer.app
-        consumer_stopped = consumer._stopped.is_set
-        fetcher_stopped = fetcher._stopped.is_set
-        reader = self.reader = self.reader_factory()
-        reader.start(asyncio.get_running_loop())
-        pending: list[Incoming] = []
-        opened = 0.0
-        generation = None
-        paused: frozenset = frozenset()  # events partitions paused in aiokafka
-        reading: frozenset = frozenset()  # events partitions the reader was assigned
-        touched = time.monotonic()
-        nudging: asyncio.Future | None = None
-        try:
-            while not (consumer_stopped() or fetcher_stopped()):
-                self._raise_if_failed()
-                if app.consumer_generation_id != generation or not consumer.flow_active:
-                    # A rebalance started or happened: stop reading; what was gathered is read
-                    # again from the committed offsets once Faust resumes the flow.
-                    pending.clear()
-                    generation = app.consumer_generation_id
-                    paused = frozenset()  # a new assignment in aiokafka starts unpaused
-                    if reading:
-                        reader.assign({})
-                        reading = frozenset()
-                assignment = consumer.assignment()
-                events_assigned = frozenset(tp for tp in assignment if tp.topic == self.topic)
-                if not events_assigned <= paused:
-                    # Before any other fetch: aiokafka drops what it fetched for them, if any.
-                    await consumer._thread.call_thread(paused_in(events_assigned, self.topic),
-                                                       consumer._thread._ensure_consumer())
-                    paused = events_assigned
-                if not consumer.flow_active:
-                    await consumer.wait(consumer.can_resume_flow)
-                    continue
-                active = consumer._get_active_partitions()
-                events_active = frozenset(tp for tp in active if tp.topic == self.topic)
-                if events_active != reading:
-                    reader.assign(self._starts(consumer, events_active))
-                    reading = events_active
-                    pending.clear()
-                # Changelogs being recovered (or standbys) still come through Faust; the only
-                # other topic assigned, Faust's leader-election topic, carries no records.
-                changelogs = app.tables.changelog_topics
-                others = {tp for tp in active if tp.topic in changelogs}
-                wait = 1.0 if not pending else max(0.0, opened + self.max_s - time.monotonic())
-                if pending and self._scorer_free():
-                    wait = 0.0
-                if others:  # Faust's path, briefly if events are being read too
-                    records = await consumer._getmany(
-                        active_partitions=others, timeout=min(wait, 0.005) if reading else wait)
-                    touched = time.monotonic()
-                    if records:
-                        await self._take(consumer, records, others, [])
-                else:
-                    await reader.wait(wait)
-                    if time.monotonic() - touched > 5.0:
-                        await self._touch_aiokafka(consumer)
-                        touched = time.monotonic()
-                if app.consumer_generation_id != generation or not consumer.flow_active:
-                    continue
-                took = self._take_read(consumer, reader.take(), reading, pending)
-                if took and len(pending) == took:
-                    opened = time.monotonic()
-                # A batch closes at max_records, when the scorer is free (so a quiet stream is
-                # not held for the window), or when the window has passed.
-                while len(pending) >= self.max_records:
-                    batch, pending = pending[:self.max_records], pending[self.max_records:]
-                    await self._process(consumer, batch)
-                    opened = time.monotonic()
-                if pending and (self._scorer_free() or time.monotonic() - opened >= self.max_s):
-                    batch, pending = pending, []
-                    await self._process(consumer, batch)
-                if self._rested is not None and self._rested is not nudging:
-                    nudging = self._rested
-                    nudging.add_done_callback(reader.nudge)  # wake the wait once it is scored
+            if self.reader_factory is None:
+                await self._drain_faust(fetcher)
+            else:
+                reader = self.reader = self.reader_factory()
+                reader.start(asyncio.get_running_loop())
+                await self._drain_reader(fetcher, reader)
         except consumer.consumer_stopped_errors:
             if consumer.transport.app.should_stop:
                 log.info("broker stopped the consumer, shutting down")
@@ -244,7 +127,120 @@ class BatchIntake:
                           "are not committed; a restart reads them again)")
             raise
         finally:
-            reader.stop()
+            if reader is not None:
+                reader.stop()
+
+    async def _drain_faust(self, fetcher: Any) -> None:
+        """The drain loop when Faust's own client fetches the events."""
+        consumer = self.consumer
+        app = consumer.app
+        consumer_stopped = consumer._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        pending: list[Incoming] = []
+        opened = 0.0  # when the oldest pending record was taken
+        generation = None
+        while not (consumer_stopped() or fetcher_stopped()):
+            self._raise_if_failed()
+            wait = 1.0 if not pending else max(0.0, opened + self.max_s - time.monotonic())
+            records, active = await consumer._wait_next_records(wait)
+            if records is None or consumer.should_stop:
+                continue
+            if not consumer.flow_active or app.consumer_generation_id != generation:
+                # A rebalance started or happened: what was gathered is read again from
+                # the committed offsets once Faust resumes the flow.
+                pending.clear()
+                generation = app.consumer_generation_id
+                if not consumer.flow_active:
+                    await self._seek_back(consumer)
+                    continue
+            if records:
+                took = await self._take(consumer, records, active, pending)
+                if took and len(pending) == took:
+                    opened = time.monotonic()
+            pending, opened = await self._close_batches(consumer, pending, opened, False)
+
+    async def _drain_reader(self, fetcher: Any, reader: EventReader) -> None:
+        """The drain loop when a librdkafka ``EventReader`` reads the events (module docstring)."""
+        consumer = self.consumer
+        app = consumer.app
+        consumer_stopped = consumer._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        pending: list[Incoming] = []
+        opened = 0.0
+        generation = None
+        paused: frozenset = frozenset()  # events partitions paused in aiokafka
+        reading: frozenset = frozenset()  # events partitions the reader was assigned
+        touched = time.monotonic()
+        nudging: asyncio.Future | None = None
+        while not (consumer_stopped() or fetcher_stopped()):
+            self._raise_if_failed()
+            if app.consumer_generation_id != generation or not consumer.flow_active:
+                # A rebalance started or happened: stop reading; what was gathered is read
+                # again from the committed offsets once Faust resumes the flow.
+                pending.clear()
+                generation = app.consumer_generation_id
+                paused = frozenset()  # a new assignment in aiokafka starts unpaused
+                if reading:
+                    reader.assign({})
+                    reading = frozenset()
+            assignment = consumer.assignment()
+            events_assigned = frozenset(tp for tp in assignment if tp.topic == self.topic)
+            if not events_assigned <= paused:
+                # Before any other fetch: aiokafka drops what it fetched for them, if any.
+                await consumer._thread.call_thread(paused_in(events_assigned, self.topic),
+                                                   consumer._thread._ensure_consumer())
+                paused = events_assigned
+            if not consumer.flow_active:
+                await consumer.wait(consumer.can_resume_flow)
+                continue
+            active = consumer._get_active_partitions()
+            events_active = frozenset(tp for tp in active if tp.topic == self.topic)
+            if events_active != reading:
+                reader.assign(self._starts(consumer, events_active))
+                reading = events_active
+                pending.clear()
+            # Changelogs being recovered (or standbys) still come through Faust; the only
+            # other topic assigned, Faust's leader-election topic, carries no records.
+            changelogs = app.tables.changelog_topics
+            others = {tp for tp in active if tp.topic in changelogs}
+            wait = 1.0 if not pending else max(0.0, opened + self.max_s - time.monotonic())
+            if pending and self._scorer_free():
+                wait = 0.0
+            if others:  # Faust's path, briefly if events are being read too
+                records = await consumer._getmany(
+                    active_partitions=others, timeout=min(wait, 0.005) if reading else wait)
+                touched = time.monotonic()
+                if records:
+                    await self._take(consumer, records, others, [])
+            else:
+                await reader.wait(wait)
+                if time.monotonic() - touched > 5.0:
+                    await self._touch_aiokafka(consumer)
+                    touched = time.monotonic()
+            if app.consumer_generation_id != generation or not consumer.flow_active:
+                continue
+            took = self._take_read(consumer, reader.take(), reading, pending)
+            if took and len(pending) == took:
+                opened = time.monotonic()
+            # Also when the scorer is free: a quiet stream is not held for the window.
+            pending, opened = await self._close_batches(consumer, pending, opened, True)
+            if self._rested is not None and self._rested is not nudging:
+                nudging = self._rested
+                nudging.add_done_callback(reader.nudge)  # wake the wait once it is scored
+
+    async def _close_batches(self, consumer: Any, pending: list[Incoming], opened: float,
+                             when_free: bool) -> tuple[list[Incoming], float]:
+        """Process full batches, then the rest if its window has passed (or, ``when_free``, if
+        no batch is being scored); returns what stays pending and when it was opened."""
+        while len(pending) >= self.max_records:
+            batch, pending = pending[:self.max_records], pending[self.max_records:]
+            await self._process(consumer, batch)
+            opened = time.monotonic()
+        if pending and (when_free and self._scorer_free()
+                        or time.monotonic() - opened >= self.max_s):
+            await self._process(consumer, pending)
+            pending = []
+        return pending, opened
 
     def _scorer_free(self) -> bool:
         """True when no batch is being scored or written (its rest is done)."""
