@@ -188,7 +188,10 @@ def test_a_killed_trainer_resumes_without_skipping_or_repeating(kafka, loop, cli
         time.sleep(0.3)
     os.killpg(first.pid, signal.SIGKILL)  # mid-way: the next window is being trained
     first.wait(10)
-    before = read_releases(kafka.public, env["STREAMREC_RELEASES_TOPIC"])
+    # If the kill landed inside a release's transaction, committed reads wait until the broker
+    # aborts it: the trainer's 30-s transaction timeout plus up to 10 s until the broker's next
+    # sweep for timed-out transactions.
+    before = read_releases(kafka.public, env["STREAMREC_RELEASES_TOPIC"], timeout_s=60)
     second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=150)
     assert second.returncode == 0, second.stderr[-3000:]
     releases = read_releases(kafka.public, env["STREAMREC_RELEASES_TOPIC"])
