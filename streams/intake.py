@@ -38,7 +38,7 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 from streams.pipeline import Incoming
-from streams.reader import EventReader, paused_in
+from streams.reader import EventReader
 
 log = logging.getLogger("streamrec.worker.intake")
 
@@ -187,8 +187,7 @@ class BatchIntake:
             events_assigned = frozenset(tp for tp in assignment if tp.topic == self.topic)
             if not events_assigned <= paused:
                 # Before any other fetch: aiokafka drops what it fetched for them, if any.
-                await consumer._thread.call_thread(paused_in(events_assigned, self.topic),
-                                                   consumer._thread._ensure_consumer())
+                await self._pause_in_aiokafka(consumer, events_assigned)
                 paused = events_assigned
             if not consumer.flow_active:
                 await consumer.wait(consumer.can_resume_flow)
@@ -248,7 +247,10 @@ class BatchIntake:
 
     @staticmethod
     def _starts(consumer: Any, tps: frozenset) -> dict[int, int | None]:
-        """Where to read each partition from: where Faust sought to (the committed offset)."""
+        """Where to read each partition from: where Faust sought to (the committed offset).
+
+        Also sets Faust's read offset of each partition to that start, as its seek does.
+        """
         starts: dict[int, int | None] = {}
         for tp in tps:
             offset = consumer._read_offset.get(tp)
@@ -257,6 +259,17 @@ class BatchIntake:
             starts[tp.partition] = offset if offset is not None and offset >= 0 else None
             consumer._read_offset[tp] = starts[tp.partition]
         return starts
+
+    @staticmethod
+    async def _pause_in_aiokafka(consumer: Any, tps: frozenset) -> None:
+        """Stop aiokafka fetching ``tps`` (it also drops what it fetched for them)."""
+        from aiokafka import TopicPartition as AioTP
+
+        def pause(aio_consumer: Any) -> None:
+            aio_consumer.pause(*(AioTP(tp.topic, tp.partition) for tp in tps))
+
+        if tps:
+            await consumer._thread.call_thread(pause, consumer._thread._ensure_consumer())
 
     @staticmethod
     async def _touch_aiokafka(consumer: Any) -> None:
@@ -276,18 +289,16 @@ class BatchIntake:
         read_offset = consumer._read_offset
         gaps = app.topics.acks_enabled_for(self.topic)
         topic = self.topic
-        took = 0
+        by_partition = {tp.partition: tp for tp in reading}
         touched: set[TP] = set()
+        took = 0
         for message in messages:
-            tp = TP(topic, message.partition())
-            if tp not in reading:
+            tp = by_partition.get(message.partition())
+            if tp is None:  # not a partition this worker reads (any more)
                 continue
             offset = message.offset()
-            last = read_offset.get(tp)
-            if last is not None and offset < last:
+            if not _next_in_order(consumer, tp, offset, read_offset.get(tp), gaps):
                 continue
-            if last and offset - last > 1 and gaps:
-                _add_gap_now(consumer, tp, last + 1, offset)
             pending.append(Incoming(message.key(), message.value(), topic, tp.partition, offset,
                                     message.timestamp()[1]))
             read_offset[tp] = offset
@@ -332,7 +343,7 @@ class BatchIntake:
             last = read_offset[tp]
             for record in batch:
                 offset = record.offset
-                if not await _next_in_order(consumer, tp, offset, last, gaps):
+                if not _next_in_order(consumer, tp, offset, last, gaps):
                     continue
                 pending.append(Incoming(record.key, record.value, tp.topic, tp.partition,
                                         offset, record.timestamp))
@@ -348,7 +359,7 @@ class BatchIntake:
         gaps = consumer.app.topics.acks_enabled_for(tp.topic)
         for record in batch:
             offset = record.offset
-            if not await _next_in_order(consumer, tp, offset, read_offset[tp], gaps):
+            if not _next_in_order(consumer, tp, offset, read_offset[tp], gaps):
                 continue
             message = consumer._to_message(tp, record)
             await consumer.wait_first(consumer.callback(message), consumer.suspend_flow.wait())
@@ -445,26 +456,21 @@ class BatchIntake:
             log.warning("could not seek back to the committed offsets: %s", exc)
 
 
-def _add_gap_now(consumer: Any, tp: TP, start: int, end: int) -> None:
-    """Faust's ``Consumer._add_gap``, without its ``sleep(0)``: records skipped offsets."""
-    committed = consumer._committed_offset[tp]
-    if committed is not None:
-        start = max(start, committed + 1)
-    if start <= end:
-        consumer._gap[tp].addi(start, end + 1)  # the end of an interval is excluded
-
-
-async def _next_in_order(consumer: Any, tp: TP, offset: int, last: int | None,
-                         gaps: bool) -> bool:
+def _next_in_order(consumer: Any, tp: TP, offset: int, last: int | None, gaps: bool) -> bool:
     """Faust's rule for a fetched record: False if it was read already in this generation.
 
     Offsets skipped on the way (transaction markers, compaction) are recorded as a gap when the
-    topic is acknowledged, so that commits can move past them, as Faust does.
+    topic is acknowledged, so that commits can move past them, as Faust's ``_add_gap`` does (the
+    same interval, without its ``sleep(0)``).
     """
     if last is not None and offset < last:
         return False
     if last and offset - last > 1 and gaps:
-        await consumer._add_gap(tp, last + 1, offset)
+        start, committed = last + 1, consumer._committed_offset[tp]
+        if committed is not None:
+            start = max(start, committed + 1)
+        if start <= offset:
+            consumer._gap[tp].addi(start, offset + 1)  # the end of an interval is excluded
     return True
 
 

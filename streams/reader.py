@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -224,15 +223,3 @@ def _usable(message: Message) -> bool:
         log.warning("events reader: %s", err.str())
     return False
 
-
-def paused_in(assignment: Iterable[Any], topic: str) -> Callable[[Any], None]:
-    """A function for aiokafka's thread that pauses ``topic``'s partitions in ``assignment``."""
-    from aiokafka import TopicPartition as AioTP
-
-    tps = [AioTP(tp.topic, tp.partition) for tp in assignment if tp.topic == topic]
-
-    def pause(aio_consumer: Any) -> None:
-        if tps:
-            aio_consumer.pause(*tps)
-
-    return pause

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -87,8 +86,7 @@ def _events_lag(worker: WorkerProcess, topic: str, timeout_s: float = 20.0) -> d
     """The lag gauge of each events partition, once it is reported and has reached 0."""
     deadline = time.monotonic() + timeout_s
     while True:
-        with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
-            lines = resp.read().decode().splitlines()
+        lines = worker.metrics_lines()
         prefix = f'streamrec_consumer_lag{{partition="{topic}:'
         lag = {int(line[len(prefix):].split('"')[0]): float(line.rsplit(" ", 1)[1])
                for line in lines if line.startswith(prefix)}

@@ -67,11 +67,14 @@ class WorkerProcess:
             time.sleep(0.5)
         raise RuntimeError(f"worker did not answer within {timeout_s} s:\n{self.log()}")
 
+    def metrics_lines(self) -> list[str]:
+        """The worker's Prometheus exposition, line by line."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
+            return resp.read().decode().splitlines()
+
     def metric(self, name: str) -> float:
         """The value of one Prometheus metric line (summed over labels)."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in self.metrics_lines()
                    if line.startswith(name + " ") or line.startswith(name + "{"))
 
     def kill(self) -> None:
