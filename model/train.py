@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from model.batches import Batch, pad_left, training_batches
 from model.config import ModelConfig, TrainConfig
 from model.data import Split
+from model.losses import full_softmax_ce
 from model.metrics import summarize
 from model.network import SASRec
 
@@ -52,6 +53,8 @@ def batch_loss(model: SASRec, batch: Batch, tc: TrainConfig, dev: torch.device) 
     keep = targets != 0
     h, y = hidden[keep], targets[keep]  # (P, D), (P,)
     items = model.item_vectors()  # (N + 1, D)
+    if tc.loss == "ce" and dev.type == "cpu":
+        return full_softmax_ce(h, items, y)  # chunked: about 2x faster on CPU, same values
     if tc.loss == "ce":
         logits = h @ items.T  # (P, N + 1)
         logits[:, 0] = float("-inf")  # padding is never a target

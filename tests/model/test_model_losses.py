@@ -1,0 +1,47 @@
+"""The chunked full-softmax cross-entropy equals the plain one, values and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.losses import full_softmax_ce
+
+
+def plain_ce(h: torch.Tensor, items: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    logits = h @ items.T
+    logits[:, 0] = float("-inf")
+    return F.cross_entropy(logits, y)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_chunked_equals_plain_in_value_and_gradients(chunk: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    h0 = torch.randn(37, 16, generator=gen, dtype=torch.float64)
+    w0 = torch.randn(301, 16, generator=gen, dtype=torch.float64)
+    y = torch.randint(1, 301, (37,), generator=gen)
+    y[:5] = y[0]  # repeated targets: their gradients must add up
+
+    grads = []
+    for fn in (plain_ce, lambda h, w, t: full_softmax_ce(h, w, t, chunk=chunk)):
+        h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_()
+        loss = fn(h, w, y)
+        (loss * 3.0).backward()  # an upstream gradient other than 1
+        grads.append((loss.detach(), h.grad, w.grad))
+
+    (loss_a, gh_a, gw_a), (loss_b, gh_b, gw_b) = grads
+    torch.testing.assert_close(loss_b, loss_a)
+    torch.testing.assert_close(gh_b, gh_a)
+    torch.testing.assert_close(gw_b, gw_a)
+
+
+def test_padding_is_never_a_class() -> None:
+    h = torch.ones(2, 4)
+    items = torch.zeros(3, 4)
+    items[0] = 100.0  # padding would dominate the softmax if it were a class
+    y = torch.tensor([1, 2])
+    loss = full_softmax_ce(h.requires_grad_(), items.requires_grad_(), y)
+    torch.testing.assert_close(loss, torch.tensor(torch.log(torch.tensor(2.0)).item()))
+    loss.backward()
+    assert torch.all(items.grad[0] == 0)
