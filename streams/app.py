@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -33,7 +34,7 @@ from schemas import default_codec
 from schemas.fastpath import RecommendationWriter
 from streamrec.components import anonymizer_for
 from streams.intake import BatchIntake, IntakeApp
-from streams.metrics import WorkerMetrics
+from streams.metrics import STAGES, WorkerMetrics
 from streams.output import Delivery, TableStore, WorkerOutput
 from streams.pipeline import BatchProcessor, Incoming
 from streams.popularity import DecayedPopularity
@@ -141,6 +142,7 @@ def create_worker(settings: Any) -> Worker:
     latest_store = TableStore(latest, output)
     codec = default_codec()
     encode_fields = RecommendationWriter(codec).encode_fields  # the codec's bytes, 3x faster
+    stage = SimpleNamespace(**{name: metrics.batch_stage.labels(name) for name in STAGES})
 
     def process(incoming: list[Incoming]) -> Coroutine[Any, Any, None]:
         """One micro-batch of events, in partition order (called by the intake).
@@ -149,6 +151,8 @@ def create_worker(settings: Any) -> Worker:
         now; scoring and the recommendations happen in the returned coroutine, which the intake
         runs after the previous batch's (see ``streams.intake``).
         """
+        began = time.perf_counter()
+        stage.gather.observe(max(0.0, time.time() - min(m.timestamp for m in incoming) / 1000))
         metrics.events_in.inc(len(incoming))
         metrics.batch_size.observe(len(incoming))
         with output.counting(Delivery(output)) as delivery:
@@ -165,21 +169,26 @@ def create_worker(settings: Any) -> Worker:
                                codec.encode("training_sample", sample))
         metrics.samples.inc(len(result.samples))
         pending = list(result.pending.values())
-        started = time.perf_counter()
         scoring = scorer.prepare(processor, pending) if pending else None
-        return recommend(pending, scoring, started, delivery)
+        prepared = time.perf_counter()
+        stage.prepare.observe(prepared - began)
+        return recommend(pending, scoring, prepared, delivery)
 
-    async def recommend(pending: list, scoring: Any, started: float,
+    async def recommend(pending: list, scoring: Any, prepared: float,
                         delivery: Delivery) -> Delivery:
         """Score a batch (ONNX Runtime in the pool thread) and write its recommendations."""
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        stage.queue.observe(started - prepared)
         if scoring is not None:
             # Only ONNX Runtime runs in the pool (it releases the GIL): the event loop's thread
             # is the worker's bottleneck, and takes the next batch meanwhile.
             if scoring.job is not None:
                 await loop.run_in_executor(pool, scoring.job.run)
             scored = processor.finish(scoring)
-            metrics.scoring_seconds.observe(time.perf_counter() - started)
+            scored_at = time.perf_counter()
+            metrics.scoring_seconds.observe(scored_at - started)
+            stage.score.observe(scored_at - started)
             now_ms = int(time.time() * 1000)
             with output.counting(delivery):
                 for p, items, version, strategy in scored:
@@ -192,12 +201,15 @@ def create_worker(settings: Any) -> Worker:
             done_ms = time.time() * 1000
             for p in pending:
                 metrics.latency_seconds.observe(max(0.0, done_ms - p.msg.timestamp) / 1000)
+            stage.write.observe(time.perf_counter() - scored_at)
         return delivery
 
     async def settle(delivery: Delivery) -> None:
         """Wait for the broker to acknowledge what a batch wrote (the intake acks it after)."""
+        started = time.perf_counter()
         await output.settle(delivery)
         output.persist_offsets()
+        stage.settle.observe(time.perf_counter() - started)
 
     @app.task
     async def prepare_worker() -> None:

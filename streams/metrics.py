@@ -5,6 +5,18 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05, 0.07, 0.1,
+                 0.2, 0.5, 1, 2, 5)
+
+# Where a batch's time goes, in order (``streamrec_batch_stage_seconds{stage=...}``).
+STAGES = {
+    "gather": "oldest event's Kafka timestamp to the batch's start (transit and batch window)",
+    "prepare": "decode, state updates, samples and the scorer's input (event loop)",
+    "queue": "waiting for the previous batch to be scored and written",
+    "score": "the scorer call (ONNX Runtime, pool thread), start to results",
+    "write": "recommendation records encoded and handed to the producer",
+    "settle": "until the broker acknowledged everything the batch wrote",
+}
 
 
 class WorkerMetrics:
@@ -31,6 +43,11 @@ class WorkerMetrics:
         self.scoring_seconds = Histogram("streamrec_scoring_seconds",
                                          "Time of one scorer call", buckets=LATENCY_BUCKETS,
                                          registry=r)
+        self.batch_stage = Histogram(
+            "streamrec_batch_stage_seconds",
+            "Time of each stage of a micro-batch: " + "; ".join(f"{k}: {v}" for k, v in
+                                                                STAGES.items()),
+            ["stage"], buckets=STAGE_BUCKETS, registry=r)
         self.latency_seconds = Histogram(
             "streamrec_event_to_recommendation_seconds",
             "From the event's Kafka timestamp to its recommendation", buckets=LATENCY_BUCKETS,

@@ -17,6 +17,7 @@ from connectors.events import parse_event
 from connectors.producer import EventProducer, RecordProducer
 from connectors.subscriber import Subscriber
 from connectors.topics import TopicSpec, ensure_topics
+from streams.metrics import STAGES
 from tests.integration.workers import WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -125,8 +126,25 @@ def test_every_user_gets_a_model_recommendation_for_its_last_event(kafka, env, y
         assert worker.metric("streamrec_events_applied_total") == len(sent)
         assert _events_lag(worker, env["STREAMREC_EVENTS_TOPIC"]) == {
             p: 0.0 for p in range(int(env.get("STREAMREC_PARTITIONS", "4")))}
+        # Every batch went through every stage once (all its events were valid and scored);
+        # the last one may still be settling when its recommendations are already readable.
+        batches = worker.metric("streamrec_batch_size_count")
+        deadline = time.monotonic() + 15
+        while (stages := _stage_counts(worker)) != dict.fromkeys(STAGES, batches):
+            assert time.monotonic() < deadline, (batches, stages)
+            time.sleep(0.2)
+        assert batches > 0
     finally:
         worker.stop()
+
+
+def _stage_counts(worker: WorkerProcess) -> dict[str, float]:
+    counts = {}
+    for line in worker.metrics_lines():
+        if line.startswith("streamrec_batch_stage_seconds_count{"):
+            stage = line.split('stage="', 1)[1].split('"', 1)[0]
+            counts[stage] = float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 def test_poison_records_go_to_the_dlq_and_the_worker_keeps_going(kafka, env, tmp_path) -> None:
