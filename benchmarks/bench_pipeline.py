@@ -280,9 +280,46 @@ def worker_latency(
     worker = WorkerProcess(env, work / "lat", model).start()
     try:
         time.sleep(3)
-        return summary(latencies_at_rate(settings.private_servers, env, events, rate), len(events))
+        out = summary(latencies_at_rate(settings.private_servers, env, events, rate), len(events))
+        out["batch_stages"] = stage_quantiles(worker.metrics_lines())
+        return out
     finally:
         worker.stop()
+
+
+def stage_quantiles(lines: list[str], quantiles: tuple[float, ...] = (0.5, 0.99)) -> dict:
+    """p50/p99 (ms) of each batch stage, from the worker's ``streamrec_batch_stage_seconds``
+    histogram (interpolated within its buckets, so as coarse as they are)."""
+    buckets: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    prefix = "streamrec_batch_stage_seconds_bucket{"
+    for line in lines:
+        if not line.startswith(prefix):
+            continue
+        labels, value = line[len(prefix):].rsplit("} ", 1)
+        fields = dict(part.split("=", 1) for part in labels.split(","))
+        bound = float(fields["le"].strip('"'))
+        buckets[fields["stage"].strip('"')].append((bound, float(value)))
+    out = {}
+    for stage, cumulative in buckets.items():
+        cumulative.sort()
+        total = cumulative[-1][1]
+        if not total:
+            continue
+        row = {"batches": int(total)}
+        for q in quantiles:
+            lower, below = 0.0, 0.0
+            for bound, count in cumulative:
+                if count >= q * total:
+                    if bound == float("inf"):
+                        value = lower  # beyond the last finite bucket: report its bound
+                    else:
+                        share = (q * total - below) / (count - below) if count > below else 1.0
+                        value = lower + share * (bound - lower)
+                    break
+                lower, below = bound, count
+            row[f"p{round(q * 100)}_ms"] = round(value * 1000, 1)
+        out[stage] = row
+    return out
 
 
 def baseline(
