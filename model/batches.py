@@ -24,10 +24,17 @@ def training_batches(
     max_query_tokens: int,
     batch_size: int,
     rng: np.random.Generator,
+    by_length: bool = True,
 ) -> Iterator[Batch]:
-    """One epoch of shuffled batches; users of similar length share a batch (less padding)."""
+    """One epoch of shuffled batches; with ``by_length``, users of similar length share a batch
+    (less padding, but each batch's mean loss then weighs a short user's positions more)."""
     users = [u for u, s in enumerate(seqs) if len(s) >= 2]
     order = rng.permutation(len(users))
+    if not by_length:
+        for start in range(0, len(order), batch_size):
+            chunk = [users[i] for i in order[start : start + batch_size]]
+            yield make_batch(chunk, seqs, queries, max_len, max_query_tokens)
+        return
     pool = 50 * batch_size  # sort within pools so batches stay random across pools
     batches = []
     for start in range(0, len(order), pool):

@@ -155,7 +155,8 @@ def _train_epoch(
     """One pass over the training sequences; returns the mean batch loss."""
     cfg = model.cfg
     batches = training_batches(
-        split.train, split.train_queries, cfg.max_len, cfg.max_query_tokens, tc.batch_size, rng
+        split.train, split.train_queries, cfg.max_len, cfg.max_query_tokens, tc.batch_size, rng,
+        by_length=tc.batching == "length",
     )
     losses = [_step(model, opt, batch, tc, dev) for batch in batches]
     return float(np.mean(losses)) if losses else 0.0

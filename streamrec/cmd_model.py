@@ -115,7 +115,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="demo: about a minute on a 2-core CPU (small data, 1-minute budget)",
     )
     for flag, (kind, _, _, helptext) in TUNING.items():
-        choices = ("ce", "sampled") if flag == "--loss" else None
+        choices = {"--loss": ("ce", "sampled"), "--batching": ("length", "random")}.get(flag)
         t.add_argument(flag, type=kind, default=None, choices=choices, help=helptext)
     add_follow_arguments(t)
     t.set_defaults(func=run_train)
@@ -133,6 +133,7 @@ TUNING: dict[str, tuple[type, str, str, str]] = {
     "--val-sample": (int, "train", "val_sample", "validate on this many users (0: all)"),
     "--loss": (str, "train", "loss", "ce: full-softmax cross-entropy; sampled: shared negatives"),
     "--negatives": (int, "train", "n_negatives", "negatives per batch for --loss sampled"),
+    "--batching": (str, "train", "batching", "length: users of similar length per batch; random"),
     "--threads": (int, "train", "threads", "torch CPU threads"),
     "--max-len": (int, "model", "max_len", "most recent items the model reads"),
     "--dim": (int, "model", "dim", "model width"),

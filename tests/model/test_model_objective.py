@@ -1,11 +1,14 @@
-"""The chunked full-softmax cross-entropy equals the plain one, values and gradients."""
+"""Training objective: the chunked full-softmax cross-entropy equals the plain one (values and
+gradients), and an epoch's batches hold every user once, grouped by length or not."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from model.batches import Batch, training_batches
 from model.losses import full_softmax_ce
 
 
@@ -45,3 +48,23 @@ def test_padding_is_never_a_class() -> None:
     torch.testing.assert_close(loss, torch.tensor(torch.log(torch.tensor(2.0)).item()))
     loss.backward()
     assert torch.all(items.grad[0] == 0)
+
+
+
+def epoch_sequences(batches: list[Batch]) -> list[tuple[int, ...]]:
+    """Each row's sequence, put back together from its inputs and its last target."""
+    return sorted(tuple(inp[inp != 0]) + (int(tgt[-1]),)
+                  for b in batches for inp, tgt in zip(b.inputs, b.targets, strict=True))
+
+
+def test_an_epoch_holds_every_user_once_in_either_batching() -> None:
+    seqs = [1000 * u + np.arange(1, 2 + u % 13) for u in range(300)]  # lengths 1..13
+    expected = sorted(tuple(int(i) for i in s[-9:]) for s in seqs if len(s) >= 2)  # max_len 8
+    widths = {}
+    for by_length in (True, False):
+        rng = np.random.default_rng(0)
+        batches = list(training_batches(seqs, None, 8, 4, 16, rng, by_length=by_length))
+        assert epoch_sequences(batches) == expected
+        assert all(len(b.inputs) <= 16 for b in batches)
+        widths[by_length] = np.mean([b.inputs.shape[1] for b in batches])
+    assert widths[True] < widths[False]  # grouping by length pads less
