@@ -1,4 +1,5 @@
-"""Training batches: next-item targets at every position, batches grouped by length for speed."""
+"""Training batches: next-item targets at every position, users shuffled (optionally grouped by
+length, for less padding)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ def training_batches(
     max_query_tokens: int,
     batch_size: int,
     rng: np.random.Generator,
-    by_length: bool = True,
+    by_length: bool = False,
 ) -> Iterator[Batch]:
-    """One epoch of shuffled batches; with ``by_length``, users of similar length share a batch
-    (less padding, but each batch's mean loss then weighs a short user's positions more)."""
+    """One epoch of batches of shuffled users.
+
+    With ``by_length``, users of similar length share a batch: less padding, but each batch's
+    mean loss then weighs a short user's positions far more than a long user's. On Beauty
+    (BERT4Rec files) that cost about 15% of validation HR@10 against plain shuffling.
+    """
     users = [u for u, s in enumerate(seqs) if len(s) >= 2]
     order = rng.permutation(len(users))
     if not by_length:

@@ -45,7 +45,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: Literal["ce", "sampled"] = "ce"  # full softmax, or sampled softmax for huge catalogues
     n_negatives: int = 1024  # shared uniform negatives per batch when loss == "sampled"
-    batching: Literal["length", "random"] = "length"  # users of similar length per batch, or not
+    batching: Literal["random", "length"] = "random"  # shuffled users, or similar lengths per batch
     patience: int = 10  # evaluations without a better validation NDCG@10 before stopping
     eval_every: int = 1  # epochs between validations
     val_sample: int = 0  # validate on this many users (fixed random subset); 0 = all

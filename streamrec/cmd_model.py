@@ -133,7 +133,7 @@ TUNING: dict[str, tuple[type, str, str, str]] = {
     "--val-sample": (int, "train", "val_sample", "validate on this many users (0: all)"),
     "--loss": (str, "train", "loss", "ce: full-softmax cross-entropy; sampled: shared negatives"),
     "--negatives": (int, "train", "n_negatives", "negatives per batch for --loss sampled"),
-    "--batching": (str, "train", "batching", "length: users of similar length per batch; random"),
+    "--batching": (str, "train", "batching", "random, or length: similar lengths per batch"),
     "--threads": (int, "train", "threads", "torch CPU threads"),
     "--max-len": (int, "model", "max_len", "most recent items the model reads"),
     "--dim": (int, "model", "dim", "model width"),
