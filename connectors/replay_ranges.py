@@ -8,10 +8,11 @@ range. Ranges are half-open, ``[start, end)``, and never reach past the last com
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 Watermarks = dict[int, tuple[int, int]]  # partition -> (low, high): first and next offset
@@ -124,11 +125,31 @@ def _probe(bootstrap: str) -> Consumer:
                      "isolation.level": "read_committed"})
 
 
+# A topic created a moment ago can be in the metadata before its partitions have a leader.
+_NOT_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+            KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
 def watermarks(consumer: Consumer, topic: str, partitions: int,
                timeout_s: float = 15.0) -> Watermarks:
-    """``{partition: (low, high)}`` of a topic, asked of the broker."""
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            for p in range(partitions)}
+    """``{partition: (low, high)}`` of a topic, asked of the broker.
+
+    Asked again while a partition has no leader yet, until ``timeout_s`` has passed.
+    """
+    deadline = time.monotonic() + timeout_s
+    marks = {}
+    for p in range(partitions):
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                marks[p] = consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                          timeout=max(0.1, left))
+                break
+            except KafkaException as exc:
+                if exc.args[0].code() not in _NOT_YET or left <= 0:
+                    raise
+                time.sleep(0.1)
+    return marks
 
 
 def resolve_offset_range(bootstrap: str, topic: str,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connectors.replay import Throttle
 from connectors.replay_checkpoint import (
@@ -16,7 +18,13 @@ from connectors.replay_checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from connectors.replay_ranges import PartitionRange, RangeError, offset_range, time_range
+from connectors.replay_ranges import (
+    PartitionRange,
+    RangeError,
+    offset_range,
+    time_range,
+    watermarks,
+)
 from connectors.replay_spec import SpecError, format_ms, parse_offsets, parse_time
 from streamrec.cli import build_parser, main
 
@@ -198,3 +206,31 @@ def test_refusals_exit_2_with_a_message_before_any_kafka_call(argv, message, cap
     monkeypatch.setenv("STREAMREC_DATA_DIR", str(tmp_path))
     assert main(["replay", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+class _LeaderlessAtFirst:
+    """A consumer whose partitions answer only after ``misses`` attempts each."""
+
+    def __init__(self, misses: int, code: int) -> None:
+        self.misses, self.code, self.calls = misses, code, Counter()
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+        self.calls[tp.partition] += 1
+        if self.calls[tp.partition] <= self.misses:
+            raise KafkaException(KafkaError(self.code))
+        return (0, 10 + tp.partition)
+
+
+def test_watermarks_wait_for_a_new_topics_leaders() -> None:
+    consumer = _LeaderlessAtFirst(2, KafkaError.NOT_LEADER_FOR_PARTITION)
+    assert watermarks(consumer, "t", 2, timeout_s=5) == {0: (0, 10), 1: (0, 11)}
+    assert consumer.calls == {0: 3, 1: 3}
+
+
+def test_watermarks_raise_other_errors_and_give_up_at_the_timeout() -> None:
+    with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
+        watermarks(_LeaderlessAtFirst(1, KafkaError.TOPIC_AUTHORIZATION_FAILED), "t", 1)
+    never = _LeaderlessAtFirst(10**6, KafkaError.LEADER_NOT_AVAILABLE)
+    with pytest.raises(KafkaException, match="LEADER_NOT_AVAILABLE"):
+        watermarks(never, "t", 1, timeout_s=0.3)
+    assert 2 <= never.calls[0] <= 10
