@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from model.artifact import Artifact, save_artifact
 from model.errors import ArtifactError, ScorerError
 from model.providers import CPU_EP, CUDA_EP, cuda_unavailable_reason
-from model.scorer import Scorer
+from model.scorer import SMALL_CALL_CELLS, Scorer
 
 
 def test_attributes(beauty_artifact: Artifact) -> None:
@@ -126,3 +127,27 @@ def test_a_history_of_almost_the_whole_catalogue_leaves_only_the_unseen(
     assert {item for item, _ in almost_all} == set(items[:7])
     assert len(short) == 20 and items[0] not in {item for item, _ in short}
     assert all(s > float("-inf") for _, s in almost_all + short)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: one session")
+def test_small_calls_run_on_one_thread_with_the_same_results(beauty_artifact: Artifact) -> None:
+    scorer = Scorer(beauty_artifact.path, device="cpu")
+    loaded = scorer._loaded
+    per_call = SMALL_CALL_CELLS // (beauty_artifact.config.n_items + 1)  # users in a small call
+    assert loaded.small is not None and per_call >= 8
+    assert loaded.small.get_session_options().intra_op_num_threads == 1
+    assert loaded.session_for(per_call) is loaded.small
+    assert loaded.session_for(per_call + 1) is loaded.session
+    items = beauty_artifact.item_ids[1:]
+    histories = [items[i % 50 : i % 50 + 1 + i % 7] for i in range(per_call + 1)]
+    together = scorer.top_k(histories, 10)  # one call, on the multi-threaded session
+    step = max(1, per_call // 12)
+    for history, recs in zip(histories[::step], together[::step], strict=True):
+        alone = scorer.top_k([history], 10)[0]  # on the one-thread session
+        assert [i for i, _ in alone] == [i for i, _ in recs]
+        assert [s for _, s in alone] == pytest.approx([s for _, s in recs], rel=1e-4, abs=1e-5)
+
+
+def test_no_second_session_when_told_to_use_one_thread(beauty_artifact: Artifact) -> None:
+    loaded = Scorer(beauty_artifact.path, device="cpu", threads=1)._loaded
+    assert loaded.small is None and loaded.session_for(1) is loaded.session
