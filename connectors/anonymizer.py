@@ -47,6 +47,7 @@ _CLASS_SPLIT = re.compile(r"<(" + "|".join(CLASS_TOKENS) + r")>")
 _DIGEST_LEN, _TAG_LEN = 24, 8  # bytes of the pseudonym's hash and of its check tag
 # Searches are short; the cap bounds the regexes' cost on hostile input (some are quadratic).
 MAX_QUERY_CHARS = 256
+PSEUDONYM_CACHE = 1 << 16  # users whose pseudonym an Anonymizer keeps (about 15 MB)
 _UP_TO_LAST_SPACE = re.compile(r"(.*)\s", re.S)
 
 
@@ -197,6 +198,10 @@ class Anonymizer:
         self.time_bucket_ms = time_bucket_ms
         # A user is sampled when the first 64 bits of their digest fall below this threshold.
         self._threshold = int(sample_rate * 2**64)
+        # user id -> pseudonym ("" when not sampled): two of an event's three keyed hashes, the
+        # same for every event of a user. Bounded, emptied when full (a worker sees few users
+        # at a time and many events of each).
+        self._by_user: dict[str, str] = {}
 
     def pseudonym(self, user_id: str) -> str:
         """The current pseudonym of a user id."""
@@ -217,10 +222,12 @@ class Anonymizer:
         """Keyed hash buckets in ``[1, n_buckets]`` of a search's scrubbed tokens."""
         return token_buckets(query_tokens(query), self._token_key, self.n_buckets)
 
-    def anonymize(self, event: Mapping[str, Any], seq: int) -> dict[str, Any] | None:
+    def anonymize(self, event: Mapping[str, Any], seq: int,
+                  buckets: list[int] | None = None) -> dict[str, Any] | None:
         """The TrainingSample record of a decoded UserEvent, or None when its user is not sampled.
 
         ``seq`` is the event's position in its user's stream (the caller keeps the counter).
+        ``buckets``: the search's ``query_buckets`` when the caller has them already.
         """
         user_id, event_id, kind = (event.get(f) for f in ("user_id", "event_id", "type"))
         timestamp = event.get("timestamp")
@@ -231,17 +238,27 @@ class Anonymizer:
                                      f"got type={kind!r} timestamp={type(timestamp).__name__}")
         if not isinstance(seq, int) or seq < 0:
             raise AnonymizationError(f"seq must be a non-negative int, got {seq!r}")
-        digest = self.key.digest(user_id)
-        if not self._sampled(digest):
+        pseudonym = self._by_user.get(user_id)
+        if pseudonym is None:
+            digest = self.key.digest(user_id)
+            pseudonym = self.key.pseudonym(digest) if self._sampled(digest) else ""
+            if len(self._by_user) >= PSEUDONYM_CACHE:
+                self._by_user.clear()
+            self._by_user[user_id] = pseudonym
+        if not pseudonym:
             return None
         query = event.get("query") if kind == "search" else None
+        if not isinstance(query, str):
+            buckets = []
+        elif buckets is None:
+            buckets = self.query_buckets(query)
         return {
             "sample_id": self.key.sample_id(event_id),
-            "pseudonym": self.key.pseudonym(digest),
+            "pseudonym": pseudonym,
             "key_version": self.key.version,
             "type": kind,
             "item_id": event.get("item_id") if kind == "click" else None,
-            "query_buckets": self.query_buckets(query) if isinstance(query, str) else [],
+            "query_buckets": buckets,
             "time_bucket": coarsen_time(timestamp, self.time_bucket_ms),
             "seq": seq,
         }

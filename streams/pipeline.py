@@ -103,7 +103,8 @@ class BatchProcessor:
 
     def __init__(self, codec: Codec, *, top_k: int, history_len: int,
                  buckets: Callable[[str], list[int]], popularity: DecayedPopularity,
-                 anonymize: Callable[[dict[str, Any], int], dict[str, Any] | None] | None = None,
+                 anonymize: Callable[[dict[str, Any], int, list[int]], dict[str, Any] | None]
+                 | None = None,
                  source: str = "worker") -> None:
         self.codec = codec
         self.top_k = top_k
@@ -139,8 +140,9 @@ class BatchProcessor:
                 result.duplicates += 1
             if self.anonymize is not None:
                 # Redelivered events are sampled again: the sample id is stable, so the trainer
-                # drops the copy, and a sample lost in a crash is not lost for good.
-                sample = self.anonymize(event, msg.offset)
+                # drops the copy, and a sample lost in a crash is not lost for good. A search's
+                # buckets are the ones just made for the state (the same keyed hashes).
+                sample = self.anonymize(event, msg.offset, buckets)
                 if sample is not None:
                     result.samples.append(sample)
             result.pending[user] = Pending(user, state, event, msg)

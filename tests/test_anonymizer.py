@@ -188,3 +188,28 @@ def test_violation_accepts_real_samples_and_names_each_broken_rule() -> None:
     for reason, change in cases.items():
         assert reason in anonymizer.violation({**good, **change})
     assert "pseudonym" in make(b"other").violation(good)
+
+
+def test_remembered_pseudonyms_stay_right_and_the_memory_stays_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("connectors.anonymizer.PSEUDONYM_CACHE", 8)
+    anonymizer, fresh = make(rate=0.5), make(rate=0.5)
+    users = [f"user-{i}" for i in range(40)]
+    for _ in range(3):  # each user comes back after the memory was emptied several times
+        for user in users:
+            sample = anonymizer.anonymize(click(user=user), 0)
+            if fresh.sampled(user):
+                assert sample is not None and sample["pseudonym"] == fresh.pseudonym(user)
+            else:
+                assert sample is None
+            assert len(anonymizer._by_user) <= 8
+    assert any(fresh.sampled(u) for u in users) and not all(fresh.sampled(u) for u in users)
+
+
+def test_buckets_given_by_the_caller_are_the_ones_sampled() -> None:
+    anonymizer = make()
+    made = anonymizer.query_buckets("red shoes")
+    assert anonymizer.anonymize(search("red shoes"), 0)["query_buckets"] == made
+    # Taken as given, not hashed again (a caller passes what query_buckets made).
+    assert anonymizer.anonymize(search("red shoes"), 0, [7, 9])["query_buckets"] == [7, 9]
+    assert anonymizer.anonymize(click(), 0, [5])["query_buckets"] == []  # not a search
