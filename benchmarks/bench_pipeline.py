@@ -281,24 +281,21 @@ def worker_latency(
     try:
         time.sleep(3)
         out = summary(latencies_at_rate(settings.private_servers, env, events, rate), len(events))
-        out["batch_stages"] = stage_quantiles(worker.metrics_lines())
+        out["batch_stages"] = stage_quantiles(
+            worker.samples("streamrec_batch_stage_seconds_bucket"))
         return out
     finally:
         worker.stop()
 
 
-def stage_quantiles(lines: list[str], quantiles: tuple[float, ...] = (0.5, 0.99)) -> dict:
+def stage_quantiles(buckets_of: list[tuple[dict[str, str], float]],
+                    quantiles: tuple[float, ...] = (0.5, 0.99)) -> dict:
     """p50/p99 (ms) of each batch stage, from the worker's ``streamrec_batch_stage_seconds``
-    histogram (interpolated within its buckets, so as coarse as they are)."""
+    histogram: its ``_bucket`` samples (labels, cumulative count), interpolated within the
+    buckets, so as coarse as they are."""
     buckets: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    prefix = "streamrec_batch_stage_seconds_bucket{"
-    for line in lines:
-        if not line.startswith(prefix):
-            continue
-        labels, value = line[len(prefix):].rsplit("} ", 1)
-        fields = dict(part.split("=", 1) for part in labels.split(","))
-        bound = float(fields["le"].strip('"'))
-        buckets[fields["stage"].strip('"')].append((bound, float(value)))
+    for labels, count in buckets_of:
+        buckets[labels["stage"]].append((float(labels["le"]), count))
     out = {}
     for stage, cumulative in buckets.items():
         cumulative.sort()

@@ -6,6 +6,7 @@ from prometheus_client import generate_latest
 
 from benchmarks.bench_pipeline import stage_quantiles
 from streams.metrics import WorkerMetrics
+from tests.integration.workers import samples
 
 
 def test_stage_percentiles_come_from_the_histogram_buckets() -> None:
@@ -15,9 +16,9 @@ def test_stage_percentiles_come_from_the_histogram_buckets() -> None:
     for _ in range(2):
         metrics.batch_stage.labels("score").observe(0.06)  # bucket (0.05, 0.07]
     metrics.batch_stage.labels("queue").observe(9.0)  # beyond the last finite bucket
-    lines = generate_latest(metrics.registry).decode().splitlines()
+    exposition = generate_latest(metrics.registry).decode()
 
-    stages = stage_quantiles(lines)
+    stages = stage_quantiles(samples(exposition, "streamrec_batch_stage_seconds_bucket"))
 
     assert set(stages) == {"score", "queue"}  # stages never observed are left out
     assert stages["score"]["batches"] == 100

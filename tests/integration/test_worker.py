@@ -87,10 +87,9 @@ def _events_lag(worker: WorkerProcess, topic: str, timeout_s: float = 20.0) -> d
     """The lag gauge of each events partition, once it is reported and has reached 0."""
     deadline = time.monotonic() + timeout_s
     while True:
-        lines = worker.metrics_lines()
-        prefix = f'streamrec_consumer_lag{{partition="{topic}:'
-        lag = {int(line[len(prefix):].split('"')[0]): float(line.rsplit(" ", 1)[1])
-               for line in lines if line.startswith(prefix)}
+        lag = {int(labels["partition"].rsplit(":", 1)[1]): value
+               for labels, value in worker.samples("streamrec_consumer_lag")
+               if labels["partition"].rsplit(":", 1)[0] == topic}
         if (lag and not any(lag.values())) or time.monotonic() > deadline:
             return lag
         time.sleep(1)
@@ -139,12 +138,8 @@ def test_every_user_gets_a_model_recommendation_for_its_last_event(kafka, env, y
 
 
 def _stage_counts(worker: WorkerProcess) -> dict[str, float]:
-    counts = {}
-    for line in worker.metrics_lines():
-        if line.startswith("streamrec_batch_stage_seconds_count{"):
-            stage = line.split('stage="', 1)[1].split('"', 1)[0]
-            counts[stage] = float(line.rsplit(" ", 1)[1])
-    return counts
+    return {labels["stage"]: value
+            for labels, value in worker.samples("streamrec_batch_stage_seconds_count")}
 
 
 def test_poison_records_go_to_the_dlq_and_the_worker_keeps_going(kafka, env, tmp_path) -> None:

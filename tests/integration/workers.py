@@ -14,12 +14,23 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
+# One sample of a Prometheus exposition: its labels and its value.
+Sample = tuple[dict[str, str], float]
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def samples(exposition: str, name: str) -> list[Sample]:
+    """Every sample called ``name`` (e.g. ``x_total``, ``x_bucket``) in a Prometheus text."""
+    return [(dict(s.labels), s.value) for family in text_string_to_metric_families(exposition)
+            for s in family.samples if s.name == name]
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict]:
@@ -67,15 +78,18 @@ class WorkerProcess:
             time.sleep(0.5)
         raise RuntimeError(f"worker did not answer within {timeout_s} s:\n{self.log()}")
 
-    def metrics_lines(self) -> list[str]:
-        """The worker's Prometheus exposition, line by line."""
+    def metrics_text(self) -> str:
+        """The worker's Prometheus exposition."""
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
-            return resp.read().decode().splitlines()
+            return resp.read().decode()
+
+    def samples(self, name: str) -> list[Sample]:
+        """The worker's samples called ``name``, with their labels."""
+        return samples(self.metrics_text(), name)
 
     def metric(self, name: str) -> float:
-        """The value of one Prometheus metric line (summed over labels)."""
-        return sum(float(line.rsplit(" ", 1)[1]) for line in self.metrics_lines()
-                   if line.startswith(name + " ") or line.startswith(name + "{"))
+        """The value of the samples called ``name``, summed over their labels."""
+        return sum(value for _, value in self.samples(name))
 
     def kill(self) -> None:
         """kill -9: no shutdown, no flush, no commit."""
