@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         "auto", description="ONNX Runtime provider: CUDA when present (auto), or forced."
     )
     scoring_threads: int = Field(0, ge=0, description="ONNX Runtime CPU threads per worker "
-                                 "(0: one per core).")
+                                 "(0: one per core but one, left to the event loop).")
 
     # --- privacy --------------------------------------------------------------------------
     pseudonym_secret: SecretStr = Field(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from schemas import default_codec
+from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, Incoming
 from streams.popularity import DecayedPopularity
 from streams.user_state import UserState
@@ -96,3 +99,16 @@ def test_without_a_model_users_get_stream_popularity_minus_their_own_items() -> 
     rec = by_user["v3"]
     assert rec["cause_event_id"] == "v3-3" and rec["cause_ingest_time"] == 1_800_000_000_003
     CODEC.encode("recommendation", rec)
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (8, 7)])
+def test_the_scorer_leaves_one_core_to_the_event_loop(monkeypatch: pytest.MonkeyPatch,
+                                                     cores: int, threads: int) -> None:
+    from streams import scoring
+
+    monkeypatch.setattr(scoring.os, "sched_getaffinity", lambda _: set(range(cores)),
+                        raising=False)
+    assert scoring.default_threads() == threads
+    holder = scoring.ScorerHolder(None, "cpu", WorkerMetrics())
+    assert holder.threads == threads
+    assert scoring.ScorerHolder(None, "cpu", WorkerMetrics(), threads=3).threads == 3
