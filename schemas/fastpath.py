@@ -1,19 +1,21 @@
-"""A hand-written Avro writer for the worker's hottest record: the Recommendation.
+"""Hand-written Avro writers for the worker's hottest records: Recommendation, TrainingSample.
 
 fastavro walks the schema for every item of the ``items`` array (about 2 µs per item on this
 hardware, 48 µs for a 20-item record); the worker writes one such record per scored user. This
 writer emits the same bytes (single-object header included) in about a third of the time: Avro's
 binary form of a record of strings, longs and an array of (string, float) is short to write out.
+The worker also writes one training sample per sampled event, a flat record of the same kinds.
 
-It is bound to one schema version: ``RecommendationWriter(codec)`` checks the fingerprint the
-codec would write and refuses any other, so a schema change cannot silently produce bytes the
-schema does not describe. Tests compare its output byte for byte with the codec's.
+Each writer is bound to one schema version: it checks the fingerprint the codec would write
+and refuses any other, so a schema change cannot silently produce bytes the schema does not
+describe. Tests compare their output byte for byte with the codec's.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from schemas.codec import (
@@ -26,19 +28,28 @@ from schemas.codec import (
 )
 
 WRITES = SCHEMA_DIR / "recommendation.v1.avsc"  # the one schema version this module writes
+SAMPLE_WRITES = SCHEMA_DIR / "training_sample.v1.avsc"
+_EVENT_TYPES = {"click": b"\x00", "search": b"\x02"}  # the EventType enum's symbol indexes
 _FLOAT = struct.Struct("<f")
 _CACHE_LIMIT = 1 << 18  # encoded item ids kept (a catalogue's worth); cleared when full
 
 
-def zigzag_varint(value: int) -> bytes:
-    """Avro's encoding of an ``int`` or ``long``: zig-zag, then 7 bits per byte, low first."""
-    n = (value << 1) ^ (value >> 63)
+def _varint(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+_SMALL = tuple(_varint(n) for n in range(1 << 14))  # every one- and two-byte encoding
+
+
+def zigzag_varint(value: int) -> bytes:
+    """Avro's encoding of an ``int`` or ``long``: zig-zag, then 7 bits per byte, low first."""
+    n = (value << 1) ^ (value >> 63)
+    return _SMALL[n] if 0 <= n < 16384 else _varint(n)
 
 
 def avro_string(text: str) -> bytes:
@@ -51,13 +62,7 @@ class RecommendationWriter:
     """Encodes Recommendation records exactly as ``codec.encode("recommendation", ...)`` does."""
 
     def __init__(self, codec: Codec) -> None:
-        sv = codec.latest("recommendation")
-        if sv.fingerprint != schema_fingerprint(load_schema_file(WRITES)):
-            raise SchemaError(
-                f"RecommendationWriter writes {WRITES.name} but the codec writes {sv.full_name} "
-                f"v{sv.version}: update schemas/fastpath.py for that version"
-            )
-        self._header = MAGIC + sv.fingerprint
+        self._header = _bound_header(codec, "recommendation", WRITES)
         self._ids: dict[str, bytes] = {}
 
     def _item_id(self, item_id: str) -> bytes:
@@ -93,4 +98,46 @@ class RecommendationWriter:
             zigzag_varint(cause_ingest_time),
             zigzag_varint(produced_at),
         ]
+        return b"".join(parts)
+
+
+def _bound_header(codec: Codec, name: str, path: Path) -> bytes:
+    """The single-object header of ``name`` as the codec writes it, if that is ``path``'s."""
+    sv = codec.latest(name)
+    if sv.fingerprint != schema_fingerprint(load_schema_file(path)):
+        raise SchemaError(
+            f"the {name} writer writes {path.name} but the codec writes {sv.full_name} "
+            f"v{sv.version}: update schemas/fastpath.py for that version"
+        )
+    return MAGIC + sv.fingerprint
+
+
+class SampleWriter:
+    """Encodes TrainingSample records exactly as ``codec.encode("training_sample", ...)`` does
+    (about 3 µs against 11 µs), for the records ``Anonymizer.anonymize`` makes."""
+
+    def __init__(self, codec: Codec) -> None:
+        self._header = _bound_header(codec, "training_sample", SAMPLE_WRITES)
+
+    def encode(self, sample: dict[str, Any]) -> bytes:
+        """The single-object encoded bytes of one sample; ValueError if a field does not fit."""
+        item_id = sample.get("item_id")
+        buckets = sample.get("query_buckets", ())
+        kind = _EVENT_TYPES.get(sample["type"])
+        if kind is None:
+            raise ValueError(f"type must be click or search, got {sample['type']!r}")
+        key_version = sample["key_version"]
+        if not -(2**31) <= key_version < 2**31:
+            raise ValueError(f"key_version {key_version} does not fit an Avro int")
+        parts = [self._header, avro_string(sample["sample_id"]), avro_string(sample["pseudonym"]),
+                 zigzag_varint(key_version), kind,
+                 b"\x00" if item_id is None else b"\x02" + avro_string(item_id)]
+        if buckets:
+            parts.append(zigzag_varint(len(buckets)))
+            for bucket in buckets:
+                if not -(2**31) <= bucket < 2**31:
+                    raise ValueError(f"query bucket {bucket} does not fit an Avro int")
+                parts.append(zigzag_varint(bucket))
+        parts += [b"\x00",  # end of the buckets array (or the whole of an empty one)
+                  zigzag_varint(sample["time_bucket"]), zigzag_varint(sample.get("seq", 0))]
         return b"".join(parts)

@@ -31,7 +31,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import default_codec
-from schemas.fastpath import RecommendationWriter
+from schemas.fastpath import RecommendationWriter, SampleWriter
 from streamrec.components import anonymizer_for
 from streams.intake import BatchIntake, IntakeApp
 from streams.metrics import STAGES, WorkerMetrics
@@ -142,6 +142,7 @@ def create_worker(settings: Any) -> Worker:
     latest_store = TableStore(latest, output)
     codec = default_codec()
     encode_fields = RecommendationWriter(codec).encode_fields  # the codec's bytes, 3x faster
+    encode_sample = SampleWriter(codec).encode  # the same for training samples
     stage = SimpleNamespace(**{name: metrics.batch_stage.labels(name) for name in STAGES})
 
     def process(incoming: list[Incoming]) -> Coroutine[Any, Any, None]:
@@ -166,7 +167,7 @@ def create_worker(settings: Any) -> Worker:
                                codec.encode("dead_letter", dead))
             for sample in result.samples:
                 output.produce(settings.samples_topic, sample["pseudonym"].encode(),
-                               codec.encode("training_sample", sample))
+                               encode_sample(sample))
         metrics.samples.inc(len(result.samples))
         pending = list(result.pending.values())
         scoring = scorer.prepare(processor, pending) if pending else None

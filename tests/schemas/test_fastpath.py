@@ -10,7 +10,7 @@ import pytest
 
 from schemas import Codec, SchemaError, default_codec
 from schemas.codec import SCHEMA_DIR
-from schemas.fastpath import RecommendationWriter, zigzag_varint
+from schemas.fastpath import RecommendationWriter, SampleWriter, zigzag_varint
 
 
 def _text(rng: random.Random) -> str:
@@ -52,7 +52,8 @@ def test_missing_strategy_takes_the_schema_default() -> None:
     assert RecommendationWriter(codec).encode(record) == codec.encode("recommendation", record)
 
 
-@pytest.mark.parametrize("value", [0, -1, 1, 127, 128, -129, 2**63 - 1, -(2**63)])
+@pytest.mark.parametrize("value", [0, -1, 1, 127, 128, -129, 8191, -8192, 8192, -8193, 2**63 - 1,
+                                   -(2**63)])
 def test_zigzag_varint_matches_the_avro_spec(value: int) -> None:
     zigzag = (value << 1) ^ (value >> 63)
     decoded, shift = 0, 0
@@ -73,3 +74,51 @@ def test_a_newer_recommendation_schema_is_refused(tmp_path: Path) -> None:
     (tmp_path / "recommendation.v2.avsc").write_text(v2)
     with pytest.raises(SchemaError, match="update schemas/fastpath.py"):
         RecommendationWriter(Codec(tmp_path))
+
+
+def _sample(rng: random.Random) -> dict:
+    kind = rng.choice(["click", "search"])
+    return {"sample_id": _text(rng), "pseudonym": _text(rng),
+            "key_version": rng.choice([0, 1, 7, -1, 2**31 - 1, -(2**31)]), "type": kind,
+            "item_id": _text(rng) if kind == "click" and rng.random() < 0.9 else None,
+            "query_buckets": [rng.choice([0, 1, 63, 64, 4095, 2**31 - 1, -(2**31)])
+                              for _ in range(rng.choice([0, 1, 3, 32]))],
+            "time_bucket": rng.choice([0, 1_700_000_000_000, -1, 2**63 - 1, -(2**63)]),
+            "seq": rng.choice([0, 1, 64, 2**40])}
+
+
+def test_sample_bytes_equal_the_codec_on_random_and_real_samples() -> None:
+    from connectors.anonymizer import Anonymizer
+
+    codec = default_codec()
+    writer = SampleWriter(codec)
+    rng = random.Random(20261123)
+    for _ in range(2000):
+        sample = _sample(rng)
+        assert writer.encode(sample) == codec.encode("training_sample", sample)
+    anonymizer = Anonymizer(b"unit", 1, n_buckets=4096, time_bucket_ms=3_600_000,
+                            sample_rate=1.0)
+    for i, (kind, extra) in enumerate([("click", {"item_id": "sku-1"}),
+                                       ("search", {"query": "red shoes size 42"})]):
+        event = {"event_id": f"e{i}", "user_id": "u1", "type": kind, "timestamp": 1_700_000_123_456,
+                 "item_id": None, "query": None, **extra}
+        sample = anonymizer.anonymize(event, i)
+        assert writer.encode(sample) == codec.encode("training_sample", sample)
+        assert codec.decode("training_sample", writer.encode(sample)) == sample
+
+
+@pytest.mark.parametrize(("field", "value"), [("type", "view"), ("key_version", 2**31),
+                                              ("query_buckets", [2**31])])
+def test_a_sample_field_that_does_not_fit_is_refused(field: str, value: object) -> None:
+    sample = dict(_sample(random.Random(3)), **{field: value})
+    with pytest.raises(ValueError):
+        SampleWriter(default_codec()).encode(sample)
+
+
+def test_a_newer_sample_schema_is_refused(tmp_path: Path) -> None:
+    for path in SCHEMA_DIR.glob("*.avsc"):
+        shutil.copy(path, tmp_path / path.name)
+    v1 = (SCHEMA_DIR / "training_sample.v1.avsc").read_text()
+    (tmp_path / "training_sample.v2.avsc").write_text(v1.replace('"name": "seq"', '"name": "n"'))
+    with pytest.raises(SchemaError, match="update schemas/fastpath.py"):
+        SampleWriter(Codec(tmp_path))
