@@ -160,6 +160,13 @@ class ScoringJob:
         """Version of the model this job runs, whatever is swapped in meanwhile."""
         return self.loaded.artifact.version
 
+    @property
+    def small(self) -> bool:
+        """Whether the whole job is one small call (``SMALL_CALL_CELLS``): on CPU a millisecond
+        or two, less than handing it to another thread and back costs a busy caller."""
+        users = sum(len(chunk[0]) for chunk in self.chunks)
+        return users * (self.loaded.artifact.config.n_items + 1) <= SMALL_CALL_CELLS
+
     def run(self) -> ScoringJob:
         """Run the graph on every chunk (ONNX Runtime only; safe in any thread)."""
         self.outputs = [self.loaded.run(*chunk, REQUIRED_OUTPUTS) for chunk in self.chunks]

@@ -183,9 +183,16 @@ def create_worker(settings: Any) -> Worker:
         stage.queue.observe(started - prepared)
         if scoring is not None:
             # Only ONNX Runtime runs in the pool (it releases the GIL): the event loop's thread
-            # is the worker's bottleneck, and takes the next batch meanwhile.
+            # is the worker's bottleneck, and takes the next batch meanwhile. A small call (a
+            # millisecond or two) runs here instead: handed to the pool, its result would also
+            # wait for whatever the loop started meanwhile, typically the next batch's first
+            # stage. At 1,000 events/s that cut the p99 latency from 61-91 ms to 49-62 ms over
+            # three interleaved pairs of runs.
             if scoring.job is not None:
-                await loop.run_in_executor(pool, scoring.job.run)
+                if scoring.job.small:
+                    scoring.job.run()
+                else:
+                    await loop.run_in_executor(pool, scoring.job.run)
             scored = processor.finish(scoring)
             scored_at = time.perf_counter()
             metrics.scoring_seconds.observe(scored_at - started)

@@ -63,6 +63,7 @@ class ScoringJob(Protocol):
     """What the pipeline needs of ``model.scorer.ScoringJob``."""
 
     version: str
+    small: bool  # quick enough to run on the calling thread
 
     def run(self) -> Any: ...
 

@@ -140,6 +140,8 @@ def test_small_calls_run_on_one_thread_with_the_same_results(beauty_artifact: Ar
     assert loaded.session_for(per_call + 1) is loaded.session
     items = beauty_artifact.item_ids[1:]
     histories = [items[i % 50 : i % 50 + 1 + i % 7] for i in range(per_call + 1)]
+    assert scorer.prepare(histories[:per_call], 10).small  # the worker runs it on its loop
+    assert not scorer.prepare(histories, 10).small  # handed to the worker's scoring thread
     together = scorer.top_k(histories, 10)  # one call, on the multi-threaded session
     step = max(1, per_call // 12)
     for history, recs in zip(histories[::step], together[::step], strict=True):
