@@ -110,7 +110,8 @@ def torch_engine(artifact: Path, threads: int):
             longest = max(1, max(map(len, part)))
             seq = torch.from_numpy(pad_left(part, min(art.config.max_len, longest)))
             exclude = torch.from_numpy(pad_left(part, longest))
-            ids, scores, _ = graph(seq, torch.zeros(len(part), 1, dtype=torch.int64), exclude)
+            ids, scores, _ = graph(seq, torch.zeros(len(part), 1, dtype=torch.int64), exclude,
+                                   torch.tensor([k]))
             for row_i, row_s in zip(ids[:, :k].tolist(), scores[:, :k].tolist(), strict=True):
                 out.append([(names[i], v) for i, v in zip(row_i, row_s, strict=True)])
         return out

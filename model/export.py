@@ -3,6 +3,8 @@
 Graph signature (B batch, L <= max_len, Q search tokens, E excluded items, N catalogue + padding):
   inputs   item_ids (B, L) int64, left-padded with 0 · query_buckets (B, Q) int64, 0 = none
            exclude_ids (B, E) int64: items never to return (the user's history), 0 = none
+           k (1,) int64: how many items to return, 1 up to the k the artifact was exported with
+           (artifacts exported before k was an input lack it and always return that k)
   outputs  top_ids (B, K) int64 best first, never an excluded item nor padding (where fewer than
            K items are left, the tail has score -inf) · top_scores (B, K) float32
            scores (B, N) float32: raw scores of every index, nothing masked (to evaluate)
@@ -24,7 +26,7 @@ from model.network import SASRec
 WEIGHTS_FILE = "weights.pt"  # saved next to the graph so a later training can warm-start
 
 OPSET = 18
-INPUTS = ("item_ids", "query_buckets", "exclude_ids")
+INPUTS = ("item_ids", "query_buckets", "exclude_ids", "k")
 OUTPUTS = ("top_ids", "top_scores", "scores")
 
 
@@ -37,9 +39,14 @@ class ServingGraph(nn.Module):
         self.k = min(k, model.cfg.n_items)
 
     def forward(
-        self, item_ids: Tensor, query_buckets: Tensor, exclude_ids: Tensor
+        self, item_ids: Tensor, query_buckets: Tensor, exclude_ids: Tensor, k: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """(B, L), (B, Q), (B, E) -> top_ids (B, K), top_scores (B, K), scores (B, N)."""
+        """(B, L), (B, Q), (B, E), (1,) -> top_ids (B, K), top_scores (B, K), scores (B, N).
+
+        ``k`` (1 to ``self.k``, the most the artifact serves) is an input, not a constant: the
+        TopK over the catalogue costs about three times as much for 100 items as for 20.
+        """
+        k = torch.clamp(k[0], min=1, max=self.k)
         user = self.model.user_vectors(item_ids, query_buckets)  # (B, D)
         scores = nn.functional.linear(user, self.model.item_vectors())  # (B, N)
         # Column 0 is padding: exclude it always, whatever the caller sent.
@@ -48,20 +55,20 @@ class ServingGraph(nn.Module):
         # At most X of the best k + X are excluded, so the answer lies among them. Masking these
         # few candidates instead of scattering into the (B, N) matrix saves a full copy of it
         # (at 1M items that copy cost more than the TopK itself).
-        n_cand = torch.clamp(mask_ids.shape[1] + torch.tensor(self.k), max=scores.shape[1])
+        n_cand = torch.clamp(mask_ids.shape[1] + k, max=scores.shape[1])
         cand_scores, cand_ids = scores.topk(n_cand, dim=1)  # (B, C)
         excluded = (cand_ids[:, :, None] == mask_ids[:, None, :]).any(-1)  # (B, C)
         cand_scores = cand_scores.masked_fill(excluded, float("-inf"))
-        top_scores, pos = cand_scores.topk(self.k, dim=1)  # (B, K)
+        top_scores, pos = cand_scores.topk(k, dim=1)  # (B, K)
         return cand_ids.gather(1, pos), top_scores, scores
 
 
-def example_inputs(model: SASRec, batch: int = 2) -> tuple[Tensor, Tensor, Tensor]:
+def example_inputs(model: SASRec, batch: int = 2) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Small valid inputs, used to trace the graph and to warm sessions."""
     length = min(3, model.cfg.max_len)
     ids = torch.arange(1, batch * length + 1).reshape(batch, length) % model.cfg.n_items + 1
     queries = torch.zeros(batch, 2, dtype=torch.int64)
-    return ids, queries, ids.clone()
+    return ids, queries, ids.clone(), torch.tensor([model.cfg.top_k])
 
 
 def export_onnx(model: SASRec, path: str | Path) -> dict:
@@ -77,11 +84,12 @@ def export_onnx(model: SASRec, path: str | Path) -> dict:
         "item_ids": {0: "batch", 1: "seq_len"},
         "query_buckets": {0: "batch", 1: "n_query"},
         "exclude_ids": {0: "batch", 1: "n_exclude"},
-        **{name: {0: "batch"} for name in OUTPUTS},
+        "top_ids": {0: "batch", 1: "k"},
+        "top_scores": {0: "batch", 1: "k"},
+        "scores": {0: "batch"},
     }
     with warnings.catch_warnings(), torch.no_grad():
-        # The exporter's deprecation notice, and its note that torch.tensor(k) becomes a
-        # constant (k is one), are not actionable.
+        # The exporter's deprecation notice and its tracer notes are not actionable.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
@@ -133,7 +141,8 @@ def _share_item_table(path: str | Path) -> None:
 
 @torch.no_grad()
 def check_parity(
-    model: SASRec, onnx_path: str | Path, inputs: tuple[Tensor, Tensor, Tensor], atol: float = 1e-4
+    model: SASRec, onnx_path: str | Path, inputs: tuple[Tensor, Tensor, Tensor, Tensor],
+    atol: float = 1e-4,
 ) -> None:
     """Raise AssertionError unless ONNX Runtime and torch give the same top-K ids and scores."""
     import numpy as np

@@ -71,6 +71,7 @@ class _Loaded:
     max_len: int
     max_query_tokens: int
     n_query_buckets: int
+    takes_k: bool  # k is an input of the graph (artifacts exported before that return loaded.k)
 
     @classmethod
     def open(cls, path: str | Path, device: str, threads: int | None, low_memory: bool | None):
@@ -104,6 +105,7 @@ class _Loaded:
             cfg.max_len,
             cfg.max_query_tokens,
             cfg.n_query_buckets,
+            "k" in {i.name for i in session.get_inputs()},
         )
         loaded.warm_up()
         log.info("model %s ready on %s (%d items)", art.version, provider, cfg.n_items)
@@ -118,13 +120,22 @@ class _Loaded:
             if self.small is None:
                 self.run(seq, queries, seq, REQUIRED_OUTPUTS)
                 continue
-            feeds = {"item_ids": seq, "query_buckets": queries, "exclude_ids": seq}
+            feeds = self.feeds(seq, queries, seq, self.k)
             for session in (self.small, self.session):
                 session.run(list(REQUIRED_OUTPUTS), feeds)
 
-    def run(self, seq, queries, exclude, outputs: Sequence[str]) -> list[np.ndarray]:
-        """Run the graph on index arrays; IO binding on CUDA keeps copies explicit."""
+    def feeds(self, seq, queries, exclude, k: int) -> dict[str, np.ndarray]:
+        """The graph's inputs; ``k`` only where the graph takes it."""
         feeds = {"item_ids": seq, "query_buckets": queries, "exclude_ids": exclude}
+        if self.takes_k:
+            feeds["k"] = np.array([k], dtype=np.int64)
+        return feeds
+
+    def run(self, seq, queries, exclude, outputs: Sequence[str],
+            k: int | None = None) -> list[np.ndarray]:
+        """Run the graph on index arrays for the best ``k`` (default: all the graph serves);
+        IO binding on CUDA keeps copies explicit."""
+        feeds = self.feeds(seq, queries, exclude, self.k if k is None else k)
         if self.provider != CUDA_EP:
             return self.session_for(len(seq)).run(list(outputs), feeds)
         binding = self.session.io_binding()
@@ -169,7 +180,8 @@ class ScoringJob:
 
     def run(self) -> ScoringJob:
         """Run the graph on every chunk (ONNX Runtime only; safe in any thread)."""
-        self.outputs = [self.loaded.run(*chunk, REQUIRED_OUTPUTS) for chunk in self.chunks]
+        self.outputs = [self.loaded.run(*chunk, REQUIRED_OUTPUTS, self.k)
+                        for chunk in self.chunks]
         return self
 
     def results(self) -> list[list[tuple[str, float]]]:
@@ -237,7 +249,7 @@ class Scorer:
 
     @property
     def k(self) -> int:
-        """Largest k that ``top_k`` accepts (baked into the graph)."""
+        """Largest k that ``top_k`` accepts (the k the graph was exported with)."""
         return self._loaded.k
 
     @property

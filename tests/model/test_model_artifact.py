@@ -32,6 +32,7 @@ def test_metadata_holds_what_the_release_needs(beauty_artifact: Artifact) -> Non
         "item_ids",
         "query_buckets",
         "exclude_ids",
+        "k",
     ]
     assert beauty_artifact.item_ids[0] == "" and len(beauty_artifact.item_ids) > 100
     for name, digest in meta["files"].items():

@@ -47,7 +47,8 @@ def test_onnx_matches_torch_on_real_sequences(artifact: Artifact) -> None:
     seq = torch.from_numpy(pad_left(seqs[:100], cfg.max_len))
     exclude = torch.from_numpy(pad_left(seqs[:100], max(map(len, seqs[:100]))))
     queries = torch.randint(0, cfg.n_query_buckets + 1, (len(seq), cfg.max_query_tokens))
-    check_parity(model, artifact.onnx_path, (seq, queries, exclude))
+    check_parity(model, artifact.onnx_path, (seq, queries, exclude, torch.tensor([cfg.top_k])))
+    check_parity(model, artifact.onnx_path, (seq, queries, exclude, torch.tensor([3])))
 
 
 def test_left_padding_does_not_change_scores(artifact: Artifact) -> None:

@@ -153,3 +153,53 @@ def test_small_calls_run_on_one_thread_with_the_same_results(beauty_artifact: Ar
 def test_no_second_session_when_told_to_use_one_thread(beauty_artifact: Artifact) -> None:
     loaded = Scorer(beauty_artifact.path, device="cpu", threads=1)._loaded
     assert loaded.small is None and loaded.session_for(1) is loaded.session
+
+
+def test_an_artifact_whose_graph_does_not_take_k_still_serves(beauty_artifact: Artifact,
+                                                              tmp_path: Path) -> None:
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from model.export import OPSET, ServingGraph, signature
+    from model.network import SASRec
+
+    model = SASRec(beauty_artifact.config)
+    model.load_state_dict(torch.load(beauty_artifact.file("weights.pt"), weights_only=True))
+    graph = ServingGraph(model.eval(), beauty_artifact.config.top_k).eval()
+
+    class FixedK(nn.Module):  # the graph's signature in artifacts exported before k was an input
+        def __init__(self) -> None:
+            super().__init__()
+            self.graph = graph
+
+        def forward(self, item_ids, query_buckets, exclude_ids):  # noqa: ANN001, ANN202
+            return self.graph(item_ids, query_buckets, exclude_ids, torch.tensor([graph.k]))
+
+    onnx_path = tmp_path / "model.onnx"
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    axes = {"item_ids": {0: "b", 1: "l"}, "query_buckets": {0: "b", 1: "q"},
+            "exclude_ids": {0: "b", 1: "e"}, "top_ids": {0: "b"}, "top_scores": {0: "b"},
+            "scores": {0: "b"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(FixedK().eval(), (ids, torch.zeros(2, 1, dtype=torch.int64), ids),
+                          str(onnx_path), dynamo=False,
+                          input_names=["item_ids", "query_buckets", "exclude_ids"],
+                          output_names=["top_ids", "top_scores", "scores"], dynamic_axes=axes,
+                          opset_version=OPSET)
+    meta = json.loads(json.dumps(beauty_artifact.metadata))
+    for key in ("files", "format", "created_at", "metadata_sha256", "version"):
+        meta.pop(key)
+    meta["onnx"] = signature(onnx_path, graph.k)
+    old = save_artifact(tmp_path / "old", {"model.onnx": onnx_path,
+                                           "weights.pt": beauty_artifact.file("weights.pt")}, meta)
+    assert [i["name"] for i in old.metadata["onnx"]["inputs"]] == [
+        "item_ids", "query_buckets", "exclude_ids"]
+    items = beauty_artifact.item_ids[1:]
+    histories = [items[:3], items[10:12], []]
+    served = Scorer(old.path, device="cpu").top_k(histories, 5)
+    current = Scorer(beauty_artifact.path, device="cpu").top_k(histories, 5)
+    assert [[i for i, _ in r] for r in served] == [[i for i, _ in r] for r in current]
+    assert all(len(r) == 5 for r in served)
