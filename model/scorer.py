@@ -146,10 +146,13 @@ class _Loaded:
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
 
+    def is_small(self, users: int) -> bool:
+        """Whether a call for this many users is a small one (``SMALL_CALL_CELLS``)."""
+        return users * (self.artifact.config.n_items + 1) <= SMALL_CALL_CELLS
+
     def session_for(self, users: int) -> ort.InferenceSession:
-        """The session that runs a call for this many users (see ``SMALL_CALL_CELLS``)."""
-        cells = users * (self.artifact.config.n_items + 1)
-        if self.small is not None and cells <= SMALL_CALL_CELLS:
+        """The session that runs a call for this many users."""
+        if self.small is not None and self.is_small(users):
             return self.small
         return self.session
 
@@ -175,8 +178,7 @@ class ScoringJob:
     def small(self) -> bool:
         """Whether the whole job is one small call (``SMALL_CALL_CELLS``): on CPU a millisecond
         or two, less than handing it to another thread and back costs a busy caller."""
-        users = sum(len(chunk[0]) for chunk in self.chunks)
-        return users * (self.loaded.artifact.config.n_items + 1) <= SMALL_CALL_CELLS
+        return self.loaded.is_small(sum(len(chunk[0]) for chunk in self.chunks))
 
     def run(self) -> ScoringJob:
         """Run the graph on every chunk (ONNX Runtime only; safe in any thread)."""
