@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=15, help="timed calls per case")
     p.add_argument("--threads", type=int, default=2, help="CPU threads of each engine")
     p.add_argument("--engines", default="ort,torch", help="ort and/or torch")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where both engines run (cuda: ONNX Runtime's CUDA provider, torch on GPU)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON results here")
     p.add_argument("--child", choices=("ort", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--artifact", type=Path, help=argparse.SUPPRESS)
@@ -81,8 +83,10 @@ def histories(n_items: int, batch: int, seed: int) -> list[list[str]]:
     return [[f"item{i}" for i in row] + ["not-in-catalogue"] for row in ids.tolist()]
 
 
-def torch_engine(artifact: Path, threads: int):
-    """torch eager top-K with the served graph's semantics; big score matrices in user chunks."""
+def torch_engine(artifact: Path, threads: int, device: str = "cpu"):
+    """torch eager top-K with the served graph's semantics; big score matrices in user chunks.
+
+    On ``cuda`` the inputs are copied to the GPU and the results back, as the scorer does."""
     import numpy as np
     import torch
 
@@ -95,7 +99,7 @@ def torch_engine(artifact: Path, threads: int):
     art = load_artifact(artifact)
     model = SASRec(art.config)
     model.load_state_dict(torch.load(art.file("weights.pt"), weights_only=True))
-    graph = ServingGraph(model.eval(), art.config.top_k).eval()
+    graph = ServingGraph(model.eval(), art.config.top_k).eval().to(device)
     index = {item: i for i, item in enumerate(art.item_ids) if i}
     names = art.item_ids
     # Same call sizes as the scorer: at most 512 users, at most 128 MB of scores.
@@ -108,10 +112,10 @@ def torch_engine(artifact: Path, threads: int):
         for s in range(0, len(seqs), chunk):
             part = seqs[s : s + chunk]
             longest = max(1, max(map(len, part)))
-            seq = torch.from_numpy(pad_left(part, min(art.config.max_len, longest)))
-            exclude = torch.from_numpy(pad_left(part, longest))
-            ids, scores, _ = graph(seq, torch.zeros(len(part), 1, dtype=torch.int64), exclude,
-                                   torch.tensor([k]))
+            seq = torch.from_numpy(pad_left(part, min(art.config.max_len, longest))).to(device)
+            exclude = torch.from_numpy(pad_left(part, longest)).to(device)
+            queries = torch.zeros(len(part), 1, dtype=torch.int64, device=device)
+            ids, scores, _ = graph(seq, queries, exclude, torch.tensor([k], device=device))
             for row_i, row_s in zip(ids[:, :k].tolist(), scores[:, :k].tolist(), strict=True):
                 out.append([(names[i], v) for i, v in zip(row_i, row_s, strict=True)])
         return out
@@ -138,10 +142,11 @@ def run_child(args: argparse.Namespace) -> dict:
     if args.child == "ort":
         from model.scorer import Scorer
 
-        scorer = Scorer(args.artifact, device="cpu", threads=args.threads)
+        scorer = Scorer(args.artifact, device=args.device, threads=args.threads)
         top_k, provider = scorer.top_k, scorer.provider
     else:
-        top_k, provider = torch_engine(args.artifact, args.threads), "torch eager (CPU)"
+        top_k = torch_engine(args.artifact, args.threads, args.device)
+        provider = f"torch eager ({args.device.upper()})"
     n_items = json.loads((args.artifact / "metadata.json").read_text())["config"]["n_items"]
     load_s = time.perf_counter() - started
     rss_loaded = memory_mb("VmRSS")
@@ -183,6 +188,14 @@ def run(args: argparse.Namespace) -> int:
     if args.child:
         print(json.dumps(run_child(args)))
         return 0
+    if args.device == "cuda":
+        from model.providers import cuda_unavailable_reason
+
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            print(f"bench scorer: --device cuda, but {reason}; run it on a machine with an "
+                  "NVIDIA GPU or use --device cpu", file=sys.stderr)
+            return 2
     results = []
     load_before = os.getloadavg()  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="bench-scorer-") as tmp:
@@ -204,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
                     str(args.repeats),
                     "--threads",
                     str(args.threads),
+                    "--device",
+                    args.device,
                 ]
                 done = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if done.returncode:
@@ -219,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
             "python": platform.python_version(),
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
+            "device": args.device,
+            "gpu": gpu_name() if args.device == "cuda" else None,
         },
         "k": args.k,
         "history": HISTORY,
@@ -232,14 +249,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def gpu_name() -> str | None:
+    """The GPU's name and driver as nvidia-smi gives them, or None without nvidia-smi."""
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else None
+
+
 def print_row(r: dict) -> None:
     """One line per engine and size: median latency and throughput per batch size, peak RSS."""
     cells = "  ".join(
         f"b{b}: {c['median_ms']:.1f} ms ({c['users_per_s']:.0f}/s)" for b, c in r["batches"].items()
     )
-    print(
-        f"{r['engine']:<6}{r['n_items']:>9} items  {cells}  peak {r['peak_rss_mb']} MB", flush=True
-    )
+    print(f"{r['provider']:<26}{r['n_items']:>9} items  {cells}  peak {r['peak_rss_mb']} MB",
+          flush=True)
 
 
 if __name__ == "__main__":

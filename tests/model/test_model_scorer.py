@@ -8,12 +8,16 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model.artifact import Artifact, save_artifact
 from model.errors import ArtifactError, ScorerError
 from model.providers import CPU_EP, CUDA_EP, cuda_unavailable_reason
 from model.scorer import SMALL_CALL_CELLS, Scorer
+
+NO_CUDA = cuda_unavailable_reason()
+needs_cuda = pytest.mark.skipif(NO_CUDA is not None, reason=f"CUDA path: {NO_CUDA}")
 
 
 def test_attributes(beauty_artifact: Artifact) -> None:
@@ -72,10 +76,11 @@ def test_input_mismatch_shows_both_lists(beauty_artifact: Artifact, tmp_path: Pa
     assert "('items', 'tensor(int64)')" in str(err.value)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
 def test_hot_swap_under_load(
-    beauty_artifact: Artifact, events_artifact: Artifact, tmp_path: Path
+    beauty_artifact: Artifact, events_artifact: Artifact, tmp_path: Path, device: str
 ) -> None:
-    scorer = Scorer(beauty_artifact.path, device="cpu")
+    scorer = Scorer(beauty_artifact.path, device=device)
     errors: list[BaseException] = []
     versions: set[str] = set()
     stop = threading.Event()
@@ -203,3 +208,37 @@ def test_an_artifact_whose_graph_does_not_take_k_still_serves(beauty_artifact: A
     current = Scorer(beauty_artifact.path, device="cpu").top_k(histories, 5)
     assert [[i for i, _ in r] for r in served] == [[i for i, _ in r] for r in current]
     assert all(len(r) == 5 for r in served)
+
+
+@needs_cuda
+def test_cuda_scores_and_ranks_as_the_cpu(beauty_artifact: Artifact) -> None:
+    # Same graph on both providers: every score close, and each CUDA top-k item one whose CPU
+    # score reaches the CPU's k-th best (ties and rounding may order near-equal items apart).
+    cpu = Scorer(beauty_artifact.path, device="cpu")
+    cuda = Scorer(beauty_artifact.path, device="cuda")
+    assert cuda.provider == CUDA_EP
+    items = beauty_artifact.item_ids[1:]
+    rng = np.random.default_rng(5)
+    histories = [list(rng.choice(items, size=int(rng.integers(0, 60)))) for _ in range(200)]
+    histories += [items[5:], []]  # almost the whole catalogue seen; no history at all
+    queries = [list(rng.integers(0, cuda.n_query_buckets + 1, size=3)) for _ in histories]
+    job = cpu.prepare(histories, cpu.k, queries)
+    for seq, q, exclude in job.chunks:
+        (want,) = cpu.run_raw(seq, q, exclude, ["scores"])  # every item's score, unmasked
+        got, got_ids = cuda.run_raw(seq, q, exclude, ["scores", "top_ids"])
+        err = float(np.abs(got - want).max())
+        assert err < 2e-3  # float32 on CPU; TF32 matrix products on recent GPUs: ~1e-3
+        # The CPU's k-th best unseen score; a CUDA pick may fall below it only by rounding:
+        # an item may pass another when their scores lie within twice the error.
+        unseen = want.copy()
+        np.put_along_axis(unseen, exclude, -np.inf, axis=1)
+        unseen[:, 0] = -np.inf  # padding
+        kth = np.sort(unseen, axis=1)[:, -cpu.k][:, None]
+        picked = np.take_along_axis(unseen, got_ids, axis=1)
+        assert ((picked >= kth - 2 * err - 1e-6) | ~np.isfinite(kth)).all()
+        assert (np.isfinite(picked) | ~np.isfinite(kth)).all()  # no seen item recommended
+    for k in (20, 3):
+        for a, b in zip(cuda.top_k(histories, k, queries), cpu.top_k(histories, k, queries),
+                        strict=True):
+            assert len(a) == len(b) and {i for i, _ in a} <= set(items)
+    assert {i for i, _ in cuda.top_k([items[5:]], 20)[0]} == set(items[:5])
