@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     top_k: int = Field(20, ge=1, le=1000, description="Items per recommendation.")
     batch_max_records: int = Field(512, ge=1, description="Micro-batch closes at this many.")
     batch_max_ms: float = Field(10.0, gt=0, description="...or after this many milliseconds.")
+    batch_min_ms: float = Field(0.0, ge=0, description="A batch closes before batch_max_ms "
+                                "when the scorer is idle, but not before this many milliseconds.")
     events_reader: Literal["librdkafka", "faust"] = Field(
         "librdkafka", description="Who fetches the events: a librdkafka consumer on the "
         "partitions Faust assigned (faster), or Faust's own aiokafka client.")

@@ -239,7 +239,8 @@ def create_worker(settings: Any) -> Worker:
 
     app.intake = BatchIntake(
         settings.events_topic, process, settle, settings.batch_max_records, settings.batch_max_ms,
-        reader_factory=events_reader if settings.events_reader == "librdkafka" else None)
+        reader_factory=events_reader if settings.events_reader == "librdkafka" else None,
+        min_ms=settings.batch_min_ms)
     app.topics.add(events)  # subscribes the consumer; the intake takes its records
 
     @app.timer(interval=2.0)

@@ -70,7 +70,8 @@ class BatchIntake:
 
     def __init__(self, topic: str, handler: Handler, settle: Settle, max_records: int,
                  max_ms: float, depth: int = 3,
-                 reader_factory: Callable[[], EventReader] | None = None) -> None:
+                 reader_factory: Callable[[], EventReader] | None = None,
+                 min_ms: float = 0.0) -> None:
         self.topic = topic
         self.reader_factory = reader_factory
         self.reader: EventReader | None = None  # the running drain's reader, if any
@@ -79,6 +80,7 @@ class BatchIntake:
         self.depth = depth
         self.max_records = max_records
         self.max_s = max_ms / 1000.0
+        self.min_s = min(min_ms, max_ms) / 1000.0
         self.consumer: Any = None
         self._rested: asyncio.Future | None = None  # the newest batch's rest
         self._done: asyncio.Future | None = None  # the newest batch's settle and ack
@@ -204,7 +206,7 @@ class BatchIntake:
             others = {tp for tp in active if tp.topic in changelogs}
             wait = 1.0 if not pending else max(0.0, opened + self.max_s - time.monotonic())
             if pending and self._scorer_free():
-                wait = 0.0
+                wait = max(0.0, opened + self.min_s - time.monotonic())
             if others:  # Faust's path, briefly if events are being read too
                 records = await consumer._getmany(
                     active_partitions=others, timeout=min(wait, 0.005) if reading else wait)
@@ -235,8 +237,9 @@ class BatchIntake:
             batch, pending = pending[:self.max_records], pending[self.max_records:]
             await self._process(consumer, batch)
             opened = time.monotonic()
-        if pending and (when_free and self._scorer_free()
-                        or time.monotonic() - opened >= self.max_s):
+        waited = time.monotonic() - opened
+        if pending and (when_free and self._scorer_free() and waited >= self.min_s
+                        or waited >= self.max_s):
             await self._process(consumer, pending)
             pending = []
         return pending, opened

@@ -8,6 +8,7 @@ real broker (crash, rebalance, hot swap) is covered by tests/integration/test_wo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from weakref import WeakSet
 
@@ -157,3 +158,46 @@ def test_no_batch_is_processed_before_the_worker_is_ready() -> None:
     asyncio.run(go())
     assert handled == [0]
     assert consumer.new_offset(TP(TOPIC, 0)) == 10
+
+
+@pytest.mark.parametrize("min_ms", [0.0, 20.0])
+def test_an_idle_scorer_closes_a_batch_early_but_not_before_min_ms(min_ms: float) -> None:
+    consumer = Bookkeeping()
+    taken: list[int] = []
+
+    def handler(batch: list[Incoming]):
+        taken.append(len(batch))
+
+        async def rest() -> None:
+            return None
+
+        return rest()
+
+    async def settle(_: object) -> None:
+        return None
+
+    intake = BatchIntake(TOPIC, handler, settle, max_records=10, max_ms=50, min_ms=min_ms)
+    intake.ready.set()
+
+    async def go() -> None:
+        now = time.monotonic()
+        left, _ = await intake._close_batches(consumer, records(0, range(3)), now, True)
+        assert (taken, len(left)) == (([3], 0) if min_ms == 0 else ([], 3))
+        await asyncio.gather(*intake._in_flight)  # scored: the scorer is idle again
+        taken.clear()
+        left, _ = await intake._close_batches(consumer, records(0, range(3, 6)), now - 0.021,
+                                              True)
+        assert (taken, left) == ([3], [])
+        await asyncio.gather(*intake._in_flight)
+        taken.clear()
+        busy = asyncio.get_running_loop().create_future()  # a batch being scored
+        intake._rested = busy
+        left, _ = await intake._close_batches(consumer, records(0, range(6, 9)), now - 0.021,
+                                              True)
+        assert (taken, len(left)) == ([], 3)  # not while scoring, before max_ms
+        left, _ = await intake._close_batches(consumer, left, now - 0.051, True)
+        assert (taken, left) == ([3], [])  # max_ms passed: closed whatever the scorer does
+        busy.set_result(None)
+        await asyncio.gather(*intake._in_flight)
+
+    asyncio.run(go())
