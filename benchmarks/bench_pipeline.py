@@ -11,7 +11,9 @@ batch rarely holds two events of one user):
 3. peak RSS of the worker process;
 4. the ceiling: a Faust agent that takes the same backlog in micro-batches and does nothing;
 5. the floor: the same paced load through a librdkafka forwarder that does nothing
-   (``benchmarks/transit_floor.py``), and the worker with Faust's own client fetching events.
+   (``benchmarks/transit_floor.py``), and the worker with Faust's own client fetching events;
+6. the worker on a core of its own (``benchmarks/cores.py``): the latency runs at the main rate
+   again, with the brokers, the load generator and the subscriber pinned to the other cores.
 
 The baseline is what one would write first: a confluent-kafka loop that decodes each event,
 updates an in-memory history, scores that one user with torch eager, and produces the result.
@@ -37,6 +39,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cores import CoreSplit, listening_pids, split_cores  # noqa: E402
 from benchmarks.transit_floor import floor_latency  # noqa: E402
 from connectors.datasets import read_events  # noqa: E402
 from connectors.producer import EventProducer  # noqa: E402
@@ -273,11 +276,11 @@ def median_of(runs: list[dict]) -> dict:
 
 def worker_latency(
     settings: Settings, model: Path, events: list[dict], rate: float, work: Path,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, cpus: frozenset[int] | None = None,
 ) -> dict:
-    """Latency percentiles of the worker at a fixed input rate."""
+    """Latency percentiles of the worker at a fixed input rate (on ``cpus`` if given)."""
     env = dict(fresh_env(settings, "lat"), **(extra_env or {}))
-    worker = WorkerProcess(env, work / "lat", model).start()
+    worker = WorkerProcess(env, work / "lat", model, cpus=cpus).start()
     try:
         time.sleep(3)
         out = summary(latencies_at_rate(settings.private_servers, env, events, rate), len(events))
@@ -360,10 +363,14 @@ def plot(result: dict, path: Path) -> None:
     left.bar(names, rates, color=["tab:blue", "tab:gray", "tab:orange"])
     left.set_ylabel("events/s (backlog)")
     left.set_title("Sustained throughput")
+    shown = [("worker,\nshared cores", result["worker"]["latency"])]
+    if "latency_own_cores" in result["worker"]:
+        shown.append(("worker,\nits own core", result["worker"]["latency_own_cores"]))
+    shown.append(("naive\nbaseline", result["baseline"]["latency"]))
     for i, key in enumerate(("p50_ms", "p95_ms", "p99_ms")):
-        vals = [result["worker"]["latency"].get(key, 0), result["baseline"]["latency"].get(key, 0)]
-        right.bar([x + i * 0.25 for x in range(2)], vals, width=0.25, label=key)
-    right.set_xticks([0.25, 1.25], names[:2])
+        vals = [lat.get(key, 0) for _, lat in shown]
+        right.bar([x + i * 0.25 for x in range(len(shown))], vals, width=0.25, label=key)
+    right.set_xticks([x + 0.25 for x in range(len(shown))], [name for name, _ in shown])
     right.set_yscale("log")
     right.set_ylabel("ms (log)")
     right.set_title(f"Event→recommendation at {result['rate']:.0f} events/s")
@@ -389,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds the baseline may take per phase",
     )
     parser.add_argument("--model", type=Path, help="artifact to serve (default: train one)")
+    parser.add_argument("--worker-cores", type=int, default=1,
+                        help="cores of its own the worker gets in the own-cores latency runs "
+                        "(brokers, load and subscriber on the others; 0: no such runs)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "pipeline.json")
     args = parser.parse_args(argv)
     settings, work, model = bench_workspace(args.model)
@@ -407,12 +417,24 @@ def main(argv: list[str] | None = None) -> int:
     # One unmeasured run first: the first run on freshly started brokers was two to three times
     # slower than the next ones whichever reader or part of the benchmark came first.
     result["warm_up_run"] = worker_latency(settings, model, paced, args.rate, work)
+    # A third kind of run, interleaved with the others: the worker on cores of its own, as in
+    # production, with the brokers, the load generator and the subscriber on the rest.
+    split = split_cores(args.worker_cores) if args.worker_cores else None
+    brokers = listening_pids([settings.private_servers, settings.public_servers])
+    own: list[dict] = []
     for _ in range(args.repeats):
         for reader in runs:
             runs[reader].append(worker_latency(settings, model, paced, args.rate, work,
                                                {"STREAMREC_EVENTS_READER": reader}))
+        if split is not None:
+            with CoreSplit(*split, brokers) as cores:
+                own.append(worker_latency(settings, model, paced, args.rate, work,
+                                          cpus=cores.worker_cpus))
     result["worker"] = {"latency": median_of(runs["librdkafka"]),
                         "latency_faust_fetch": median_of(runs["faust"])}
+    if split is not None:
+        result["worker"]["latency_own_cores"] = dict(median_of(own),
+                                                     **CoreSplit(*split, brokers).describe())
     result["worker"]["latency_by_rate"] = {
         f"{rate:g}": worker_latency(
             settings, model, interleaved_events(int(rate * args.latency_seconds), seed=11), rate,

@@ -51,6 +51,7 @@ class WorkerProcess:
     model: Path | None = None
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    cpus: frozenset[int] | None = None  # cores the worker may run on (default: this process's)
 
     @property
     def url(self) -> str:
@@ -66,12 +67,16 @@ class WorkerProcess:
         log = open(self.data_dir / f"worker-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        if self.cpus:  # before the interpreter starts a thread; threads inherit it
+            os.sched_setaffinity(self.proc.pid, self.cpus)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if http_get(self.url + "/model", timeout=1)[0] == 200:
+                    if self.cpus and os.sched_getaffinity(self.proc.pid) != set(self.cpus):
+                        raise RuntimeError(f"worker not on cores {sorted(self.cpus)}")
                     return self
             except OSError:
                 pass
