@@ -232,7 +232,8 @@ class BatchIntake:
     async def _close_batches(self, consumer: Any, pending: list[Incoming], opened: float,
                              when_free: bool) -> tuple[list[Incoming], float]:
         """Process full batches, then the rest if its window has passed (or, ``when_free``, if
-        no batch is being scored); returns what stays pending and when it was opened."""
+        no batch is being scored and it is at least ``min_ms`` old); returns what stays pending
+        and when it was opened."""
         while len(pending) >= self.max_records:
             batch, pending = pending[:self.max_records], pending[self.max_records:]
             await self._process(consumer, batch)
