@@ -37,8 +37,10 @@ def agreement(a: list, b: list) -> tuple[float, float, float]:
                  for x, y in zip(ra, rb, strict=True)]
     sets = [len({i for i, _ in ra} & {i for i, _ in rb}) / max(1, len(ra))
             for ra, rb in zip(a, b, strict=True)]
-    gaps = [abs(dict(rb)[i] - s) for ra, rb in zip(a, b, strict=True) for i, s in ra
-            if i in dict(rb)]
+    gaps = []
+    for ra, rb in zip(a, b, strict=True):
+        scores = dict(rb)
+        gaps += [abs(scores[i] - s) for i, s in ra if i in scores]
     return (sum(positions) / len(positions), sum(sets) / len(sets), max(gaps, default=0.0))
 
 

@@ -420,21 +420,21 @@ def main(argv: list[str] | None = None) -> int:
     # A third kind of run, interleaved with the others: the worker on cores of its own, as in
     # production, with the brokers, the load generator and the subscriber on the rest.
     split = split_cores(args.worker_cores) if args.worker_cores else None
-    brokers = listening_pids([settings.private_servers, settings.public_servers])
+    cores = None if split is None else CoreSplit(
+        *split, listening_pids([settings.private_servers, settings.public_servers]))
     own: list[dict] = []
     for _ in range(args.repeats):
         for reader in runs:
             runs[reader].append(worker_latency(settings, model, paced, args.rate, work,
                                                {"STREAMREC_EVENTS_READER": reader}))
-        if split is not None:
-            with CoreSplit(*split, brokers) as cores:
+        if cores is not None:
+            with cores:
                 own.append(worker_latency(settings, model, paced, args.rate, work,
                                           cpus=cores.worker_cpus))
     result["worker"] = {"latency": median_of(runs["librdkafka"]),
                         "latency_faust_fetch": median_of(runs["faust"])}
-    if split is not None:
-        result["worker"]["latency_own_cores"] = dict(median_of(own),
-                                                     **CoreSplit(*split, brokers).describe())
+    if cores is not None:
+        result["worker"]["latency_own_cores"] = dict(median_of(own), **cores.describe())
     result["worker"]["latency_by_rate"] = {
         f"{rate:g}": worker_latency(
             settings, model, interleaved_events(int(rate * args.latency_seconds), seed=11), rate,

@@ -65,8 +65,8 @@ def restore(pid: int, before: dict[int, set[int]]) -> None:
 
 
 class CoreSplit:
-    """Context: the brokers and this process on ``other_cpus`` (see ``split_cores``); the
-    worker is pinned by whoever starts it, with ``pin_process(pid, worker_cpus)``."""
+    """Context: the brokers and this process on ``other_cpus`` (see ``split_cores``); whoever
+    starts the worker puts it on ``worker_cpus`` (``WorkerProcess(cpus=...)``). Reusable."""
 
     def __init__(self, worker_cpus: frozenset[int], other_cpus: frozenset[int],
                  broker_pids: list[int]) -> None:
