@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     kafka_version: str = Field("4.4.0", description="Apache Kafka release fetched from Maven.")
     private_port: int = Field(19092, description="Client port of the local private cluster.")
     public_port: int = Field(29092, description="Client port of the local public cluster.")
-    broker_heap: str = Field("512m", description="JVM heap of each local broker (-Xmx).")
+    broker_heap: str = Field("512m", description="JVM heap of each local broker (-Xmx and -Xms).")
     broker_start_timeout_s: float = Field(90.0, description="How long to wait for readiness.")
     private_bootstrap: str | None = Field(
         None, description="Use this private cluster instead of the local one (host:port,...)."
