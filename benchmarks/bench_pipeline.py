@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -48,6 +49,7 @@ from connectors.topics import TopicSpec, ensure_topics  # noqa: E402
 from streamrec.settings import Settings  # noqa: E402
 from tests.integration.workers import WorkerProcess  # noqa: E402
 
+LATENCY_GOAL_S = 0.05  # the p99 goal at 1,000 events/s
 BEAUTY = REPO.parent / "shared" / "datasets" / "amazon-beauty-s3rec" / "Beauty.txt"
 
 
@@ -218,8 +220,12 @@ def faust_ceiling(settings: Settings, topic: str, events: int, work: Path) -> di
     return json.loads(out.read_text()) if out.exists() else {"error": "did not finish"}
 
 
-def latencies_at_rate(bootstrap: str, env: dict, events: list[dict], rate: float) -> list[float]:
-    """Produce at ``rate`` and collect event→recommendation latencies seen by a subscriber."""
+def latencies_at_rate(bootstrap: str, env: dict, events: list[dict], rate: float,
+                      measuring: Callable[[], None] | None = None) -> list[float]:
+    """Produce at ``rate`` and collect event→recommendation latencies seen by a subscriber.
+
+    ``measuring`` is called after the warm-up, just before the measured events are produced.
+    """
     latencies: list[float] = []
     stop = threading.Event()
 
@@ -237,6 +243,8 @@ def latencies_at_rate(bootstrap: str, env: dict, events: list[dict], rate: float
     time.sleep(3)
     reader.start()
     time.sleep(4)  # the subscriber joins its group before the first event
+    if measuring is not None:
+        measuring()
     produce_all(bootstrap, env["STREAMREC_EVENTS_TOPIC"], events, rate)
     time.sleep(5)
     stop.set()
@@ -267,6 +275,11 @@ def median_of(runs: list[dict]) -> dict:
         values = [r[key] for r in runs if key in r]
         if values:
             out[key] = round(statistics.median(values), 1)
+    key = f"within_{LATENCY_GOAL_S * 1000:g}_ms_pct"
+    shares = [r["worker_written"][key] for r in runs
+              if r.get("worker_written", {}).get(key) is not None]
+    if shares:
+        out["worker_written_" + key] = round(statistics.median(shares), 2)
     maxima = [r["max_ms"] for r in runs if "max_ms" in r]
     if maxima:
         out["max_ms"] = max(maxima)
@@ -281,14 +294,38 @@ def worker_latency(
     """Latency percentiles of the worker at a fixed input rate (on ``cpus`` if given)."""
     env = dict(fresh_env(settings, "lat"), **(extra_env or {}))
     worker = WorkerProcess(env, work / "lat", model, cpus=cpus).start()
+    written = "streamrec_event_to_recommendation_seconds_bucket"
+    before: list = []
     try:
         time.sleep(3)
-        out = summary(latencies_at_rate(settings.private_servers, env, events, rate), len(events))
+        out = summary(latencies_at_rate(settings.private_servers, env, events, rate,
+                                        lambda: before.extend(worker.samples(written))),
+                      len(events))
+        out["worker_written"] = written_within(before, worker.samples(written), LATENCY_GOAL_S)
         out["batch_stages"] = stage_quantiles(
             worker.samples("streamrec_batch_stage_seconds_bucket"))
         return out
     finally:
         worker.stop()
+
+
+def written_within(before: list[tuple[dict[str, str], float]],
+                   after: list[tuple[dict[str, str], float]], bound_s: float) -> dict:
+    """Recommendations the worker wrote between two readings of its
+    ``streamrec_event_to_recommendation_seconds`` buckets, and the share of them written within
+    ``bound_s`` of their event's Kafka timestamp (``bound_s`` must be a bucket bound). Set
+    against what the subscriber saw, it tells the worker's own delays from those after it (the
+    broker and the subscriber)."""
+    def counts(samples: list[tuple[dict[str, str], float]]) -> tuple[float, float]:
+        by_le = {float(labels["le"]): count for labels, count in samples}
+        if bound_s not in by_le:
+            raise ValueError(f"{bound_s} s is not a bucket bound of the latency histogram")
+        return by_le[bound_s], by_le.get(float("inf"), 0.0)
+
+    (low0, all0), (low1, all1) = counts(before) if before else (0.0, 0.0), counts(after)
+    total = all1 - all0
+    return {"recommendations": int(total), f"within_{bound_s * 1000:g}_ms_pct":
+            round(100 * (low1 - low0) / total, 2) if total else None}
 
 
 def stage_quantiles(buckets_of: list[tuple[dict[str, str], float]],
