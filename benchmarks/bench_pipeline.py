@@ -275,7 +275,7 @@ def median_of(runs: list[dict]) -> dict:
         values = [r[key] for r in runs if key in r]
         if values:
             out[key] = round(statistics.median(values), 1)
-    key = f"within_{LATENCY_GOAL_S * 1000:g}_ms_pct"
+    key = within_key(LATENCY_GOAL_S)
     shares = [r["worker_written"][key] for r in runs
               if r.get("worker_written", {}).get(key) is not None]
     if shares:
@@ -324,8 +324,13 @@ def written_within(before: list[tuple[dict[str, str], float]],
 
     (low0, all0), (low1, all1) = counts(before) if before else (0.0, 0.0), counts(after)
     total = all1 - all0
-    return {"recommendations": int(total), f"within_{bound_s * 1000:g}_ms_pct":
-            round(100 * (low1 - low0) / total, 2) if total else None}
+    return {"recommendations": int(total),
+            within_key(bound_s): round(100 * (low1 - low0) / total, 2) if total else None}
+
+
+def within_key(bound_s: float) -> str:
+    """The report's name for the share written within ``bound_s``: ``within_50_ms_pct``."""
+    return f"within_{bound_s * 1000:g}_ms_pct"
 
 
 def stage_quantiles(buckets_of: list[tuple[dict[str, str], float]],

@@ -65,18 +65,20 @@ class WorkerProcess:
             cmd += ["--model", str(self.model)]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / f"worker-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        if self.cpus:  # before the interpreter starts a thread; threads inherit it
-            os.sched_setaffinity(self.proc.pid, self.cpus)
+        mine = os.sched_getaffinity(0)
+        if self.cpus:  # a child, and every thread it starts, inherits this thread's affinity
+            os.sched_setaffinity(0, self.cpus)
+        try:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        finally:
+            os.sched_setaffinity(0, mine)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if http_get(self.url + "/model", timeout=1)[0] == 200:
-                    if self.cpus and os.sched_getaffinity(self.proc.pid) != set(self.cpus):
-                        raise RuntimeError(f"worker not on cores {sorted(self.cpus)}")
                     return self
             except OSError:
                 pass
