@@ -8,6 +8,10 @@ A JSON event line looks like::
 
 Unknown keys are refused (they are usually typos). A missing timestamp means "now"; a missing
 event_id gets a random one, so clients that may resend should set their own.
+
+Field sizes are bounded (``LIMITS``, in characters; ``context`` also by entries): the producer
+refuses a larger event and the worker dead-letters one that reached the topic anyway, so no
+event can grow a user's state record past what one Kafka message may hold.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ EventType = Literal["click", "search"]
 FIELDS = {"type", "user_id", "item_id", "query", "session_id", "timestamp", "event_id", "context"}
 # Sanity range for epoch-ms: 2000-01-01 .. 2100-01-01; catches seconds passed as milliseconds.
 _MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
+# The longest each text field may be, in characters (the README's "Event limits").
+LIMITS = {"event_id": 128, "user_id": 256, "item_id": 256, "query": 1000, "session_id": 256}
+CONTEXT_MAX_ENTRIES = 32
+CONTEXT_KEY_MAX, CONTEXT_VALUE_MAX = 64, 1024
 
 
 class InvalidEvent(ValueError):
@@ -104,6 +112,8 @@ def _text(obj: dict[str, Any], name: str, required: bool = False) -> str | None:
         raise InvalidEvent(f"'{name}' must be a string, got {type(value).__name__} {value!r}")
     if required and not value.strip():
         raise InvalidEvent(f"'{name}' must not be empty")
+    if len(value) > LIMITS[name]:
+        raise InvalidEvent(_too_long(name, value, LIMITS[name]))
     return value
 
 
@@ -115,7 +125,49 @@ def _context(value: Any) -> dict[str, str]:
     for key, val in value.items():
         if not isinstance(val, str):
             raise InvalidEvent(f"'context.{key}' must be a string, got {type(val).__name__}")
+    problem = context_problem(value)
+    if problem:
+        raise InvalidEvent(problem)
     return dict(value)
+
+
+def _too_long(name: str, value: str, limit: int) -> str:
+    return f"'{name}' is {len(value):,} characters long; at most {limit:,} are allowed"
+
+
+def context_problem(context: dict[str, str]) -> str | None:
+    """What makes a context too large (None if nothing)."""
+    if len(context) > CONTEXT_MAX_ENTRIES:
+        return (f"'context' has {len(context):,} entries; at most {CONTEXT_MAX_ENTRIES} "
+                "are allowed")
+    for key, val in context.items():
+        if len(key) > CONTEXT_KEY_MAX:
+            return _too_long(f"context key {key[:20]!r}...", key, CONTEXT_KEY_MAX)
+        if len(val) > CONTEXT_VALUE_MAX:
+            return _too_long(f"context.{key}", val, CONTEXT_VALUE_MAX)
+    return None
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What makes a decoded ``UserEvent`` record unusable by the worker (None if nothing).
+
+    The same rules as ``parse_event`` for what a well-formed Avro record can still get wrong:
+    empty required fields and sizes beyond ``LIMITS``.
+    """
+    kind = record["type"]
+    if not record["event_id"]:
+        return "empty event_id: producers must give every event an id (the SDK makes one)"
+    if not record["user_id"]:
+        return "empty user_id"
+    if kind == "click" and not record["item_id"]:
+        return "click without item_id"
+    if kind == "search" and not record["query"]:
+        return "search without query"
+    for name, limit in LIMITS.items():
+        value = record[name]
+        if value is not None and len(value) > limit:
+            return _too_long(name, value, limit)
+    return context_problem(record["context"])
 
 
 def parse_timestamp(value: Any) -> int:

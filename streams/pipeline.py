@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from connectors.dead_letters import dead_letter
+from connectors.events import record_problem
 from schemas import Codec, DecodeError
 from streams.popularity import DecayedPopularity
 from streams.user_state import UserState
@@ -95,6 +96,7 @@ class BatchResult:
     pending: dict[str, Pending] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)  # anonymised, for training
+    sampled: list[Incoming] = field(default_factory=list)  # the record of each sample
     applied: int = 0
     duplicates: int = 0
 
@@ -119,7 +121,14 @@ class BatchProcessor:
         """Decode each record, dead-letter the bad ones, apply the good ones to user state.
 
         Each user's state is read once and written once per batch (in the context of that
-        user's last event), however many of the user's events the batch holds.
+        user's last event), however many of the user's events the batch holds. No record can
+        fail the batch: one that breaks any step is dead-lettered with the step and the reason,
+        and changes no state.
+
+        A user gets a new recommendation for an event applied now, or for the event the state
+        applied last when it is read again (its recommendation may have been lost in a crash),
+        never for an older one: after a rebalance or a restart re-reads a partition, a user's
+        latest recommendation is still caused by the user's last event.
         """
         result = BatchResult()
         clicked: list[str] = []
@@ -128,44 +137,65 @@ class BatchProcessor:
             event = self._decode(msg, result)
             if event is None:
                 continue
-            user = event["user_id"]
-            pending = result.pending.get(user)
-            state = pending.state if pending else UserState.from_bytes(store.get(user, msg))
-            buckets = self.buckets(event["query"]) if event["type"] == "search" else []
-            if state.apply(event, msg.partition, msg.offset, buckets, self.history_len):
-                changed.add(user)
-                result.applied += 1
-                if event["type"] == "click":
-                    clicked.append(event["item_id"])
-            else:
-                result.duplicates += 1
-            if self.anonymize is not None:
-                # Redelivered events are sampled again: the sample id is stable, so the trainer
-                # drops the copy, and a sample lost in a crash is not lost for good. A search's
-                # buckets are the ones just made for the state (the same keyed hashes).
-                sample = self.anonymize(event, msg.offset, buckets)
-                if sample is not None:
-                    result.samples.append(sample)
-            result.pending[user] = Pending(user, state, event, msg)
+            try:
+                self._apply_one(msg, event, store, result, clicked, changed)
+            except Exception as exc:  # noqa: BLE001 - the record is dead-lettered, not lost
+                result.dead_letters.append(self.dead(msg, "process", f"{exc}", exc))
         for user in changed:
             pending = result.pending[user]
-            store.put(user, pending.state.to_bytes(), pending.msg)
+            try:
+                store.put(user, pending.state.to_bytes(), pending.msg)
+            except BufferError:
+                raise  # the producer's queue is full: the batch waits and is read again
+            except Exception as exc:  # noqa: BLE001 - e.g. refused by the producer
+                result.dead_letters.append(self.dead(
+                    pending.msg, "write", f"user state not written: {exc}", exc))
+                del result.pending[user]
         self.popularity.add(clicked)
         return result
+
+    def _apply_one(self, msg: Incoming, event: dict[str, Any], store: StateStore,
+                   result: BatchResult, clicked: list[str], changed: set[str]) -> None:
+        user = event["user_id"]
+        pending = result.pending.get(user)
+        state = pending.state if pending else UserState.from_bytes(store.get(user, msg))
+        buckets = self.buckets(event["query"]) if event["type"] == "search" else []
+        sample = None
+        if self.anonymize is not None:
+            # Before the state changes, so that an event it refuses changes nothing.
+            # Redelivered events are sampled again: the sample id is stable, so the trainer
+            # drops the copy, and a sample lost in a crash is not lost for good. A search's
+            # buckets are the ones just made for the state (the same keyed hashes).
+            sample = self.anonymize(event, msg.offset, buckets)
+        applied = state.apply(event, msg.partition, msg.offset, buckets, self.history_len)
+        if sample is not None:
+            result.samples.append(sample)
+            result.sampled.append(msg)
+        if applied:
+            changed.add(user)
+            result.applied += 1
+            if event["type"] == "click":
+                clicked.append(event["item_id"])
+        else:
+            result.duplicates += 1
+            if not state.applied_last(msg.partition, msg.offset):
+                return  # an older event read again: a later one caused the user's latest
+        result.pending[user] = Pending(user, state, event, msg)
 
     def _decode(self, msg: Incoming, result: BatchResult) -> dict[str, Any] | None:
         try:
             event = self.codec.decode("user_event", msg.value)
         except DecodeError as exc:
-            result.dead_letters.append(self._dead(msg, "decode", str(exc), exc))
+            result.dead_letters.append(self.dead(msg, "decode", str(exc), exc))
             return None
         problem = _semantic_problem(event, msg.key)
         if problem:
-            result.dead_letters.append(self._dead(msg, "validate", problem, None))
+            result.dead_letters.append(self.dead(msg, "validate", problem, None))
             return None
         return event
 
-    def _dead(self, msg: Incoming, stage: str, reason: str, exc: Exception | None) -> dict:
+    def dead(self, msg: Incoming, stage: str, reason: str, exc: Exception | None) -> dict:
+        """The dead letter of ``msg``, which failed at ``stage`` for ``reason``."""
         return dead_letter(stage=stage, reason=reason,
                            error_type=type(exc).__name__ if exc else "InvalidEvent",
                            value=msg.value, key=msg.key, topic=msg.topic,
@@ -225,13 +255,15 @@ class BatchProcessor:
 
 def _semantic_problem(event: dict[str, Any], key: bytes | None) -> str | None:
     """What makes a well-formed record unusable (None if nothing)."""
-    if event["type"] == "click" and not event["item_id"]:
-        return "click without item_id"
-    if event["type"] == "search" and not event["query"]:
-        return "search without query"
-    if not event["user_id"]:
-        return "empty user_id"
-    if key is not None and key != event["user_id"].encode():
+    problem = record_problem(event)
+    if problem:
+        return problem
+    if key is None:
+        # Not re-keyed and forwarded: a copy would be a second event with another offset, and
+        # a redelivery of this one would forward it twice.
+        return ("record has no key: events must be keyed by user id (the partitioner then "
+                "keeps each user on one partition); produce it again with its user_id as key")
+    if key != event["user_id"].encode():
         return (f"record key {key[:40]!r} differs from user_id {event['user_id'][:40]!r}: "
                 "events must be keyed by user id to keep each user's order")
     return None

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_QUERY_BUCKETS = 32
+# A state record is also a changelog message: it must stay well under Kafka's 1 MB. Validated
+# events keep it far smaller (history_len ids of at most 256 characters); this is the backstop.
+MAX_STATE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -30,7 +33,11 @@ class UserState:
     def to_bytes(self) -> bytes:
         """Compact JSON for the table."""
         # vars() rather than dataclasses.asdict: no deep copy of the lists (hot path).
-        return json.dumps(vars(self), separators=(",", ":")).encode()
+        data = json.dumps(vars(self), separators=(",", ":")).encode()
+        while len(data) > MAX_STATE_BYTES and self.items:
+            del self.items[:max(1, len(self.items) // 2)]  # the oldest half of the history
+            data = json.dumps(vars(self), separators=(",", ":")).encode()
+        return data
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> UserState:
@@ -42,6 +49,10 @@ class UserState:
     def already_applied(self, partition: int, offset: int) -> bool:
         """True if the event at ``partition``/``offset`` is already reflected here."""
         return partition == self.partition and offset <= self.offset
+
+    def applied_last(self, partition: int, offset: int) -> bool:
+        """True if the event at ``partition``/``offset`` is the last one applied here."""
+        return partition == self.partition and offset == self.offset
 
     def apply(self, event: dict[str, Any], partition: int, offset: int, buckets: list[int],
               history_len: int) -> bool:

@@ -33,7 +33,7 @@ SAMPLES = {
     "dead_letter": {
         "topic": "events", "partition": 3, "offset": 42, "key": b"k", "value": b"\x00\xff",
         "stage": "decode", "reason": "bad", "error_type": "DecodeError", "failed_at": 5,
-        "source": "worker",
+        "source": "worker", "truncated": False, "key_size": 1, "value_size": 2,
     },
     "training_sample": {
         "sample_id": "h1", "pseudonym": "p1", "key_version": 1, "type": "search",

@@ -112,3 +112,94 @@ def test_the_scorer_leaves_one_core_to_the_event_loop(monkeypatch: pytest.Monkey
     holder = scoring.ScorerHolder(None, "cpu", WorkerMetrics())
     assert holder.threads == threads
     assert scoring.ScorerHolder(None, "cpu", WorkerMetrics(), threads=3).threads == 3
+
+
+def _reasons(result) -> list[tuple[str, str]]:
+    return [(d["stage"], d["reason"]) for d in result.dead_letters]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"event_id": ""}, "empty event_id"),
+    ({"item_id": "x" * 300_000}, "'item_id' is 300,000 characters long; at most 256"),
+    ({"user_id": "u" * 257}, "'user_id' is 257 characters long"),
+    ({"session_id": "s" * 1000}, "'session_id' is 1,000 characters long"),
+    ({"context": {f"k{i}": "v" for i in range(40)}}, "'context' has 40 entries"),
+    ({"context": {"page": "p" * 5000}}, "'context.page' is 5,000 characters long"),
+])
+def test_records_beyond_the_documented_limits_are_dead_lettered_and_change_nothing(
+        change, expected) -> None:
+    store, proc = DictStore(), _processor()
+    bad = dict(_event("u1", 1, item="a"), **change)
+    result = proc.apply([_msg(bad, 1, key=bad["user_id"].encode()), _msg(_event("u2", 2, "b"), 2)],
+                        store)
+    assert [s for s, _ in _reasons(result)] == ["validate"]
+    assert expected in result.dead_letters[0]["reason"]
+    assert list(result.pending) == ["u2"] and set(store.data) == {"u2"}
+    CODEC.encode("dead_letter", result.dead_letters[0])
+
+
+def test_a_record_without_a_key_is_dead_lettered_not_applied() -> None:
+    event = _event("u1", 0, item="a")
+    msg = Incoming(None, CODEC.encode("user_event", event), "events", 0, 0, 1)
+    result = _processor().apply([msg], DictStore())
+    assert result.applied == 0 and not result.pending
+    assert result.dead_letters[0]["stage"] == "validate"
+    assert "no key" in result.dead_letters[0]["reason"]
+
+
+def test_a_step_that_raises_dead_letters_that_record_only() -> None:
+    def anonymize(event, seq, buckets):
+        if event["item_id"] == "boom":
+            raise ValueError("cannot anonymise this one")
+        return {"seq": seq}
+
+    store = DictStore()
+    proc = BatchProcessor(CODEC, top_k=3, history_len=10, buckets=lambda q: [len(q)],
+                          popularity=DecayedPopularity(), anonymize=anonymize)
+    batch = [_msg(_event("u1", 0, "a"), 0), _msg(_event("u1", 1, "boom"), 1),
+             _msg(_event("u1", 2, "c"), 2)]
+    result = proc.apply(batch, store)
+    assert _reasons(result) == [("process", "cannot anonymise this one")]
+    assert result.dead_letters[0]["error_type"] == "ValueError"
+    assert UserState.from_bytes(store.data["u1"]).items == ["a", "c"]
+    assert result.applied == 2 and [s["seq"] for s in result.samples] == [0, 2]
+    assert [m.offset for m in result.sampled] == [0, 2]
+
+
+def test_older_events_read_again_get_no_recommendation() -> None:
+    store, proc = DictStore(), _processor()
+    batch = [_msg(_event("u1", i, f"i{i}"), i) for i in range(3)]
+    proc.apply(batch, store)
+    # A rebalance re-reads the partition from an older offset: nothing is recommended for the
+    # events before the state's last one, and the last one is recommended again.
+    again = proc.apply(batch[:2], store)
+    assert again.duplicates == 2 and not again.pending
+    last = proc.apply(batch, store)
+    assert last.pending["u1"].cause["event_id"] == "u1-2"
+
+
+def test_a_dead_letter_always_fits_one_message() -> None:
+    from connectors.dead_letters import MAX_KEPT_BYTES, dead_letter
+
+    value, key = b"v" * 1_100_000, b"k" * 900_000
+    letter = dead_letter(stage="decode", reason="r" * 10_000, error_type="DecodeError",
+                         value=value, key=key, topic="events", partition=1, offset=7)
+    assert letter["truncated"] and (letter["value_size"], letter["key_size"]) == (1_100_000,
+                                                                                   900_000)
+    assert letter["value"] == value[:MAX_KEPT_BYTES] and letter["key"] == key[:MAX_KEPT_BYTES]
+    assert len(CODEC.encode("dead_letter", letter)) < 1_000_000 - 1024
+    small = dead_letter(stage="decode", reason="r", error_type="E", value=b"ab", key=None)
+    assert not small["truncated"] and (small["value"], small["value_size"]) == (b"ab", 2)
+    assert small["key_size"] == -1
+
+
+def test_a_user_state_record_stays_under_its_bound() -> None:
+    from streams.user_state import MAX_STATE_BYTES
+
+    state = UserState()
+    for n in range(2000):  # a history setting far above the default, with the longest ids
+        state.apply({"type": "click", "item_id": "\u00e9" * 256, "event_id": str(n),
+                     "timestamp": n}, 0, n, [], 2000)
+    data = state.to_bytes()
+    assert len(data) <= MAX_STATE_BYTES
+    assert UserState.from_bytes(data).items[-1] == "\u00e9" * 256  # the newest ones are kept
