@@ -7,6 +7,7 @@ Read it once at the edge (the CLI, the worker's entry point) and pass plain valu
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -59,7 +60,20 @@ class Settings(BaseSettings):
     events_reader: Literal["librdkafka", "faust"] = Field(
         "librdkafka", description="Who fetches the events: a librdkafka consumer on the "
         "partitions Faust assigned (faster), or Faust's own aiokafka client.")
-    history_len: int = Field(50, ge=1, description="Recent items kept per user.")
+    history_len: int = Field(50, ge=1, le=1000, description="Recent items kept per user.")
+    session_timeout_s: float = Field(6.0, ge=1.0, le=300.0, description="Consumer-group "
+                                     "session: a worker silent this long loses its partitions "
+                                     "(the broker's group.min.session.timeout.ms is 6 s).")
+    heartbeat_interval_s: float = Field(1.0, gt=0, description="How often a worker tells the "
+                                        "group it is alive (and learns of a rebalance).")
+    worker_id: str | None = Field(None, description="Static group membership "
+                                  "(group.instance.id): a worker restarted under the same id "
+                                  "takes its partitions back without a rebalance. Default: "
+                                  "<host>-<web_port>; 'none' turns static membership off.")
+    stall_timeout_s: float = Field(60.0, ge=5.0, description="Watchdog: a worker whose "
+                                   "assigned events partitions have lag and commit nothing "
+                                   "for this long reports itself stalled and exits, so that "
+                                   "its supervisor restarts it.")
     web_port: int = Field(6066, description="HTTP port of the worker (views and /metrics).")
     emit_samples: bool = Field(True, description="Workers send anonymised training samples "
                                "to samples_topic (the learning loop's input).")
@@ -117,6 +131,13 @@ class Settings(BaseSettings):
     def model_store_is_s3(self) -> bool:
         """Whether the model store is an S3 bucket rather than a directory."""
         return self.model_store.startswith("s3://")
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """The worker's static-membership id (None: dynamic membership)."""
+        if self.worker_id is None:
+            return f"{socket.gethostname()}-{self.web_port}"
+        return None if self.worker_id.lower() == "none" else self.worker_id
 
     @property
     def worker_dir(self) -> Path:

@@ -28,12 +28,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import default_codec
 from schemas.fastpath import RecommendationWriter, SampleWriter
 from streamrec.components import anonymizer_for
 from streams.intake import BatchIntake, IntakeApp
+from streams.logbound import RepeatFilter, emit_summaries
+from streams.logbound import install as install_log_filter
 from streams.metrics import STAGES, WorkerMetrics
 from streams.output import Delivery, TableStore, WorkerOutput
 from streams.pipeline import BatchProcessor, Incoming
@@ -41,8 +44,11 @@ from streams.popularity import DecayedPopularity
 from streams.reader import EventReader
 from streams.scoring import ScorerHolder
 from streams.user_state import UserState
+from streams.watchdog import EXIT_STALLED, WATCH_INTERVAL_S, Watchdog, exit_now
 
 log = logging.getLogger("streamrec.worker")
+# librdkafka's own lines (the events reader's and the output's), through logging and its filter.
+CLIENT_LOG = logging.getLogger("streamrec.kafka")
 
 
 def rocksdb_options() -> dict[str, Any]:
@@ -82,6 +88,7 @@ class Worker:
     metrics: WorkerMetrics
     scorer: ScorerHolder
     processor: BatchProcessor
+    watchdog: Watchdog | None = None
 
 
 def create_worker(settings: Any) -> Worker:
@@ -102,6 +109,13 @@ def create_worker(settings: Any) -> Worker:
         web_port=settings.web_port,
         canonical_url=f"http://127.0.0.1:{settings.web_port}",
         consumer_auto_offset_reset="earliest",
+        # Failover in seconds (see docs): a dead worker is noticed after the session timeout,
+        # and a restarted one keeps its identity (static membership), so it takes its
+        # partitions back without making the others rebalance.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(settings.heartbeat_interval_s,
+                                      settings.session_timeout_s / 3),
+        consumer_group_instance_id=settings.group_instance_id,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=8192,
         producer_linger_ms=10,
@@ -137,13 +151,26 @@ def create_worker(settings: Any) -> Worker:
     )
     worker = Worker(app, metrics, scorer, processor)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
-    output = WorkerOutput(settings.private_servers)
+    output = WorkerOutput(settings.private_servers, logger=CLIENT_LOG)
     store = UserStates(TableStore(users, output))
     latest_store = TableStore(latest, output)
     codec = default_codec()
     encode_fields = RecommendationWriter(codec).encode_fields  # the codec's bytes, 3x faster
     encode_sample = SampleWriter(codec).encode  # the same for training samples
     stage = SimpleNamespace(**{name: metrics.batch_stage.labels(name) for name in STAGES})
+
+    def dead_letter_out(dead: dict) -> None:
+        """Produce one dead letter (inside a batch's ``counting`` block)."""
+        metrics.events_dead_lettered.labels(dead["stage"]).inc()
+        log.warning("dead-lettered %s[%s]@%s at %s: %s", dead["topic"], dead["partition"],
+                    dead["offset"], dead["stage"], dead["reason"][:200])
+        try:
+            output.produce(settings.dlq_topic, dead["key"], codec.encode("dead_letter", dead))
+        except KafkaException as exc:  # cut to fit already; kept without its bytes, then
+            log.warning("dead letter of %s[%s]@%s kept without its key and value: %s",
+                        dead["topic"], dead["partition"], dead["offset"], exc)
+            output.produce(settings.dlq_topic, None, codec.encode(
+                "dead_letter", dict(dead, key=None, value=None, truncated=True)))
 
     def process(incoming: list[Incoming]) -> Coroutine[Any, Any, None]:
         """One micro-batch of events, in partition order (called by the intake).
@@ -161,13 +188,17 @@ def create_worker(settings: Any) -> Worker:
             store.store.write_staged()
             metrics.events_applied.inc(result.applied)
             metrics.events_duplicate.inc(result.duplicates)
+            for sample, msg in zip(result.samples, result.sampled, strict=True):
+                try:
+                    output.produce(settings.samples_topic, sample["pseudonym"].encode(),
+                                   encode_sample(sample))
+                except BufferError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - that record goes to the DLQ
+                    result.dead_letters.append(processor.dead(
+                        msg, "write", f"training sample not written: {exc}", exc))
             for dead in result.dead_letters:
-                metrics.events_dead_lettered.labels(dead["stage"]).inc()
-                output.produce(settings.dlq_topic, dead["key"],
-                               codec.encode("dead_letter", dead))
-            for sample in result.samples:
-                output.produce(settings.samples_topic, sample["pseudonym"].encode(),
-                               encode_sample(sample))
+                dead_letter_out(dead)
         metrics.samples.inc(len(result.samples))
         pending = list(result.pending.values())
         scoring = scorer.prepare(processor, pending) if pending else None
@@ -200,9 +231,16 @@ def create_worker(settings: Any) -> Worker:
             now_ms = int(time.time() * 1000)
             with output.counting(delivery):
                 for p, items, version, strategy in scored:
-                    value = encode_fields(p.user, items, version, strategy, p.cause["event_id"],
-                                          p.cause["timestamp"], p.msg.timestamp, now_ms)
-                    latest_store.put(p.user, value, p.msg.partition)
+                    try:
+                        value = encode_fields(p.user, items, version, strategy,
+                                              p.cause["event_id"], p.cause["timestamp"],
+                                              p.msg.timestamp, now_ms)
+                        latest_store.put(p.user, value, p.msg.partition)
+                    except BufferError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - that record goes to the DLQ
+                        dead_letter_out(processor.dead(
+                            p.msg, "write", f"recommendation not written: {exc}", exc))
             latest_store.write_staged()
             for strategy, count in Counter(s.strategy for s in scored).items():
                 metrics.recommendations.labels(strategy).inc(count)
@@ -219,9 +257,13 @@ def create_worker(settings: Any) -> Worker:
         output.persist_offsets()
         stage.settle.observe(time.perf_counter() - started)
 
+    repeats = RepeatFilter(on_left_out=lambda name: metrics.log_lines_suppressed.labels(
+        name.split(".")[0]).inc())
+
     @app.task
     async def prepare_worker() -> None:
         _quiet_client_logs(settings.log_level)
+        install_log_filter(repeats)
         written = [settings.recommendations_topic, store.store.changelog, settings.dlq_topic]
         loop = asyncio.get_running_loop()
         try:
@@ -234,8 +276,10 @@ def create_worker(settings: Any) -> Worker:
     if app._consumer is not None:  # the intake must be in place before Faust builds it
         raise RuntimeError("the Faust consumer was created before the event intake was set")
     def events_reader() -> EventReader:
-        return EventReader(settings.private_servers, f"{settings.app_id}.events-reader",
-                           settings.events_topic)
+        # The group's id: a partition whose start Faust does not know is read from the offset
+        # the group committed (the reader never joins the group nor commits).
+        return EventReader(settings.private_servers, settings.app_id, settings.events_topic,
+                           config={"logger": CLIENT_LOG})
 
     app.intake = BatchIntake(
         settings.events_topic, process, settle, settings.batch_max_records, settings.batch_max_ms,
@@ -251,6 +295,26 @@ def create_worker(settings: Any) -> Worker:
     @app.timer(interval=5.0)
     async def gauges() -> None:
         _update_gauges(app, users, metrics, app.intake.lag())
+        emit_summaries(repeats)
+
+    watchdog = Watchdog(settings.private_servers, settings.app_id, settings.events_topic,
+                        settings.stall_timeout_s, metrics)
+    worker.watchdog = watchdog
+
+    recovered = [0]  # changelog records taken when the watchdog last looked
+
+    @app.timer(interval=WATCH_INTERVAL_S)
+    async def watch() -> None:
+        assigned = [tp.partition for tp in app.consumer.assignment()
+                    if tp.topic == settings.events_topic]
+        if app.intake.other_records != recovered[0]:
+            recovered[0] = app.intake.other_records
+            watchdog.progressed()  # a long table recovery that advances is no stall
+        loop = asyncio.get_running_loop()
+        verdict = await loop.run_in_executor(None, watchdog.check, assigned)
+        if verdict is not None:
+            log.error("%s: exiting so that the worker is restarted", verdict)
+            exit_now(EXIT_STALLED)
 
     _register_views(app, worker, store.store, latest_store)
     return worker
@@ -323,6 +387,12 @@ def _register_views(app: faust.App, worker: Worker, users: TableStore,
         if value is None:
             return web.json({"error": f"no state for user {user_id!r}"}, status=404)
         return web.json(UserState.from_bytes(value).__dict__)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        """Liveness: 200 while the worker makes progress, 503 once the watchdog saw a stall."""
+        report = worker.watchdog.report() if worker.watchdog else {"status": "ok"}
+        return web.json(report, status=200 if report["status"] == "ok" else 503)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -85,6 +85,7 @@ class BatchIntake:
         self._rested: asyncio.Future | None = None  # the newest batch's rest
         self._done: asyncio.Future | None = None  # the newest batch's settle and ack
         self._in_flight: deque[asyncio.Future] = deque()
+        self.other_records = 0  # records of other topics taken (changelogs being recovered)
         # Set once the worker may produce (its output is warm): no batch is processed before.
         self.ready = asyncio.Event()
 
@@ -92,14 +93,16 @@ class BatchIntake:
         """Make ``consumer`` drain through this intake (Faust's fetcher calls the attribute)."""
         self.consumer = consumer
         consumer._drain_messages = self._drain
-        if self.reader_factory is None:
-            return
         faust_verify = consumer.verify_event_path
 
         def verify_event_path(now: float, tp: TP) -> None:
-            # aiokafka never fetches the events partitions here, so Faust's check of its fetch
-            # times would report them stalled; the reader reports its own failures.
-            if tp.topic != self.topic:
+            # Faust's stalled-stream check reads the times of its own per-record path. The
+            # events never take that path (the reader fetches them, or the intake drains
+            # them), and a table's changelog is written, not read, once it is recovered: the
+            # check would log an ERROR for each every 2.5 s once the worker has run for
+            # stream_processing_timeout. The worker's watchdog (streams.watchdog) watches the
+            # events partitions' committed progress instead.
+            if tp.topic != self.topic and tp.topic not in consumer.app.tables.changelog_topics:
                 faust_verify(now, tp)
 
         consumer.verify_event_path = verify_event_path
@@ -361,6 +364,7 @@ class BatchIntake:
         """Faust's own per-record path, for records that are not events."""
         read_offset = consumer._read_offset
         gaps = consumer.app.topics.acks_enabled_for(tp.topic)
+        self.other_records += len(batch)
         for record in batch:
             offset = record.offset
             if not _next_in_order(consumer, tp, offset, read_offset[tp], gaps):

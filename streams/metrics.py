@@ -56,6 +56,12 @@ class WorkerMetrics:
                                   ["partition"], registry=r)
         self.users_in_state = Gauge("streamrec_users_in_state",
                                     "Users in this worker's state (RocksDB estimate)", registry=r)
+        self.stalled_seconds = Gauge(
+            "streamrec_stalled_seconds", "How long this worker's assigned events partitions "
+            "have had lag with nothing committed (0 while it makes progress)", registry=r)
+        self.log_lines_suppressed = Counter(
+            "streamrec_log_lines_suppressed", "Repeated log lines summarised instead of written",
+            ["logger"], registry=r)
         self.model = Info("streamrec_model", "The model the worker serves", registry=r)
         self.model_swaps = Counter("streamrec_model_swaps", "Hot swaps of the model", ["result"],
                                    registry=r)

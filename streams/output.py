@@ -101,8 +101,9 @@ class TableStore:
     def put(self, key: str, value: bytes, partition: int) -> None:
         """Stage ``value`` for ``write_staged`` and produce its changelog record."""
         raw_key = key.encode()
-        self._staged.setdefault(partition, {})[raw_key] = value
+        # Produced first: a record the producer refuses (too large) is not staged either.
         self.output.produce(self.changelog, raw_key, value, partition)
+        self._staged.setdefault(partition, {})[raw_key] = value
 
     def write_staged(self) -> None:
         """Write what ``put`` staged, one RocksDB write batch per partition.
@@ -122,11 +123,12 @@ class TableStore:
 class WorkerOutput:
     """Produces the worker's records and keeps table changelog offsets in step."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, logger: logging.Logger | None = None) -> None:
         # A batch's records are queued in one burst: a short linger still fills each request.
         self._id = ProducerId()
         self._producer = Producer(producer_config(bootstrap, **{
-            "linger.ms": 1, "on_delivery": self._on_delivery, **self._id.config()}))
+            "linger.ms": 1, "on_delivery": self._on_delivery, **self._id.config(),
+            **({"logger": logger} if logger is not None else {})}))
         self._lock = threading.Lock()
         self._errors: list[str] = []
         self._tables: dict[str, TableStore] = {}

@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, Message, TopicPartition
 
 log = logging.getLogger("streamrec.worker.reader")
 
@@ -50,7 +50,8 @@ class EventReader:
         self.max_buffered = max_buffered
         self._consumer = Consumer({
             "bootstrap.servers": bootstrap,
-            # Never used to join a group or commit: the offsets are Faust's, committed by it.
+            # The workers' group, whose committed offsets it starts from when told to (``assign``);
+            # it never joins the group nor commits: the offsets are Faust's, committed by it.
             "group.id": group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -91,13 +92,17 @@ class EventReader:
         self._thread.start()
 
     def assign(self, starts: dict[int, int | None]) -> None:
-        """Read these partitions from these offsets (None: the beginning) from now on.
+        """Read these partitions from these offsets from now on.
 
-        Everything read before, and not yet taken, is dropped.
+        None: from the offset the group committed (the reader's ``group``), or the beginning
+        if it committed none. Never simply the beginning: after some rebalances Faust has not
+        recorded a start for a partition whose offsets are committed, and reading it from the
+        beginning rewrote recommendations from old events. Everything read before, and not
+        yet taken, is dropped.
         """
         self.generation += 1
         self.assigned = dict(starts)
-        parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING if o is None else o)
+        parts = [TopicPartition(self.topic, p, OFFSET_STORED if o is None else o)
                  for p, o in sorted(starts.items())]
         with self._lock:
             self._orders = (self.generation, parts)

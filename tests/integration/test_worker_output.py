@@ -101,3 +101,31 @@ def test_the_events_reader_reads_its_partitions_from_the_given_offsets(kafka, to
 
 def reader_stats_s() -> float:
     return 2 * STATS_INTERVAL_MS / 1000
+
+
+def test_a_partition_without_a_known_start_is_read_from_the_groups_committed_offset(
+        kafka, topic_factory, unique):
+    topic, group = topic_factory("read"), unique("group")
+    output = WorkerOutput(kafka.private)
+    for i in range(10):
+        output.produce(topic, b"u", str(i).encode(), 0)
+    output.flush(30)
+    committer = Consumer({"bootstrap.servers": kafka.private, "group.id": group})
+    committer.commit(offsets=[TopicPartition(topic, 0, 6)], asynchronous=False)
+    committer.close()
+
+    async def go() -> list[int]:
+        reader = EventReader(kafka.private, group, topic)
+        reader.start(asyncio.get_running_loop())
+        got: list[int] = []
+        try:
+            reader.assign({0: None})
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(got) < 4 and asyncio.get_running_loop().time() < deadline:
+                await reader.wait(1.0)
+                got += [m.offset() for m in reader.take()]
+        finally:
+            reader.stop()
+        return got
+
+    assert asyncio.run(go()) == [6, 7, 8, 9], "from the committed offset, not the beginning"

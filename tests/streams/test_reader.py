@@ -154,4 +154,4 @@ def test_starts_are_where_faust_sought_to() -> None:
     consumer = consumer_at({p0: 7, p1: None})
     consumer._committed_offset[p1] = 3
     starts = BatchIntake._starts(consumer, frozenset({p0, p1, p2}))
-    assert starts == {0: 7, 1: 3, 2: None}  # None: from the beginning (nothing committed)
+    assert starts == {0: 7, 1: 3, 2: None}  # None: where the group committed (reader.assign)
