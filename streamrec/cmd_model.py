@@ -55,6 +55,7 @@ OTHER_BENCHMARKS = {
     "mirror": "mirror samples/s private -> public",
     "loop": "freshness: new item's first events to a live model that knows it",
     "swap": "worker latency before, during and after a hot model swap",
+    "failover": "partitions' pause when a worker is killed (or restarted), logs in an outage",
     "replay_live": "worker p99 alone, beside a capped and an uncapped replay",
     "devices": "the served model on CUDA against the CPU: agreement and latency (needs a GPU)",
 }

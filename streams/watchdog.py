@@ -106,9 +106,9 @@ class _BrokerOffsets:
     def read(self, partitions: list[int]) -> tuple[dict[int, int], dict[int, int]]:
         tps = [TopicPartition(self.topic, p) for p in partitions]
         committed = {tp.partition: tp.offset
-                     for tp in self._consumer.committed(tps, timeout=5.0)} if tps else {}
+                     for tp in self._consumer.committed(tps, timeout=2.0)} if tps else {}
         high = {p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p),
-                                                        timeout=5.0, cached=False)[1]
+                                                        timeout=2.0, cached=False)[1]
                 for p in partitions}
         return committed, high
 

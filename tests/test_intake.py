@@ -201,3 +201,18 @@ def test_an_idle_scorer_closes_a_batch_early_but_not_before_min_ms(min_ms: float
         await asyncio.gather(*intake._in_flight)
 
     asyncio.run(go())
+
+
+def test_faust_checks_for_stalled_streams_only_the_topics_it_reads_itself() -> None:
+    """Faust's check would log an ERROR every 2.5 s for the events (the intake takes them)
+    and for a table's changelog (written, not read, once recovered)."""
+    from types import SimpleNamespace
+
+    checked: list[str] = []
+    consumer = SimpleNamespace(
+        verify_event_path=lambda now, tp: checked.append(tp.topic),
+        app=SimpleNamespace(tables=SimpleNamespace(changelog_topics={"recs", "app-state"})))
+    BatchIntake(TOPIC, lambda batch: None, lambda _: None, 10, 5.0).install(consumer)
+    for topic in (TOPIC, "recs", "app-state", "app-__assignor-__leader"):
+        consumer.verify_event_path(0.0, TP(topic, 0))
+    assert checked == ["app-__assignor-__leader"]
