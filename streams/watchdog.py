@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 log = logging.getLogger("streamrec.worker.watchdog")
 
 WATCH_INTERVAL_S = 5.0
+FROZEN_AFTER_S = 4 * WATCH_INTERVAL_S  # a gap between two looks that means we were not running
 EXIT_STALLED = 75  # EX_TEMPFAIL: try again (restart)
 
 
@@ -46,6 +47,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._offsets = offsets or _BrokerOffsets(bootstrap, group, topic)
         self.stalled_for = 0.0
+        self._checked = clock()
 
     def check(self, partitions: list[int]) -> str | None:
         """Look once; return why the worker is stalled (None: it is not)."""
@@ -56,6 +58,11 @@ class Watchdog:
             log.debug("watchdog could not read offsets: %s", exc)
             return None
         with self._lock:
+            if now - self._checked > FROZEN_AFTER_S:
+                # This process did not run for a while (suspended, swapped out): what it saw
+                # last is stale, so nobody else is to blame; start the clocks again.
+                self._progress = {p: (done, now) for p, (done, _) in self._progress.items()}
+            self._checked = now
             progress, lag = {}, {}
             for p in partitions:
                 done = committed.get(p, -1)
