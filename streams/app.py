@@ -15,13 +15,14 @@ The batch logic lives in ``streams.pipeline``; this module only wires it to Kafk
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -49,6 +50,7 @@ from streams.watchdog import EXIT_STALLED, WATCH_INTERVAL_S, Watchdog, exit_now
 log = logging.getLogger("streamrec.worker")
 # librdkafka's own lines (the events reader's and the output's), through logging and its filter.
 CLIENT_LOG = logging.getLogger("streamrec.kafka")
+ROUTE_METADATA_S = 5.0  # how long a user lookup waits for the table's partition metadata
 
 
 def rocksdb_options() -> dict[str, Any]:
@@ -367,11 +369,39 @@ def _update_gauges(app: faust.App, users: faust.Table, metrics: WorkerMetrics,
     metrics.users_in_state.set(estimate)
 
 
+def _routable(app: faust.App, table: faust.Table) -> Callable[[Any], Any]:
+    """Make sure Faust's router can find the partition of a key before it routes a request.
+
+    Faust routes a table request by the partition its aiokafka producer computes from that
+    producer's metadata; the worker produces through librdkafka, so after a rebalance that
+    metadata may hold no entry for the table's changelog and routing failed with a 500
+    (``'NoneType' object is not iterable``). Asking for the topic's partitions fills it in.
+    """
+    topic = table.changelog_topic.get_topic_name()
+
+    def decorate(fun: Any) -> Any:
+        @functools.wraps(fun)
+        async def handler(view: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            producer = app.producer._ensure_producer()  # aiokafka's; private in Faust 0.15
+            try:
+                await asyncio.wait_for(producer.partitions_for(topic), ROUTE_METADATA_S)
+            except Exception as exc:  # noqa: BLE001 - the cluster is unreachable or slow
+                return view.json({"error": f"cannot route the request yet: the partitions of "
+                                           f"{topic} are unknown ({exc or type(exc).__name__})"},
+                                 status=503)
+            return await fun(view, request, *args, **kwargs)
+
+        return handler
+
+    return decorate
+
+
 def _register_views(app: faust.App, worker: Worker, users: TableStore,
                     latest: TableStore) -> None:
     codec = default_codec()
 
     @app.page("/users/{user_id}/recommendations")
+    @_routable(app, latest.table)
     @app.table_route(table=latest.table, match_info="user_id")
     async def recommendations(web: Any, request: Any, user_id: str) -> Any:
         value = latest.find(user_id)
@@ -381,6 +411,7 @@ def _register_views(app: faust.App, worker: Worker, users: TableStore,
         return web.json(codec.decode("recommendation", value))
 
     @app.page("/users/{user_id}/state")
+    @_routable(app, users.table)
     @app.table_route(table=users.table, match_info="user_id")
     async def state(web: Any, request: Any, user_id: str) -> Any:
         value = users.find(user_id)

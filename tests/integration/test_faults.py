@@ -191,11 +191,66 @@ def test_workers_joining_and_leaving_mid_stream_leave_every_user_exact(
         clicks = Counter(e["user_id"] for e in sent)
         for user in list(clicks)[:: max(1, len(clicks) // 40)]:
             status, state = http_get(f"{steady.url}/users/{user}/state")
-            assert status == 200 and state["clicks"] == clicks[user], user
+            assert status == 200 and state["clicks"] == clicks[user], (user, status, state)
             status, rec = http_get(f"{steady.url}/users/{user}/recommendations")
-            assert status == 200 and rec["cause_event_id"] == last[user]["event_id"], user
+            assert status == 200 and rec["cause_event_id"] == last[user]["event_id"], (
+                user, status, rec)
         assert steady.alive()
     finally:
         stream.join()
         visitor.kill()
         steady.stop()
+
+
+def test_events_read_again_write_no_recommendation_older_than_the_latest(
+        kafka, env, yc_events, tiny_model, tmp_path) -> None:  # noqa: F811
+    """The group's offsets are moved back to the beginning (as a rebalance that re-reads a
+    partition does): the worker reads every event again, changes no state, and writes no
+    recommendation but for each user's last event."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    worker = WorkerProcess(env, tmp_path / "w", tiny_model).start()
+    with EventProducer(kafka.private, env["STREAMREC_EVENTS_TOPIC"]) as producer:
+        sent = [producer.send(e).to_record() for e in yc_events]
+    last = _last_event_per_user(sent)
+    try:
+        _await_recommendations(kafka, env["STREAMREC_RECOMMENDATIONS_TOPIC"],
+                               {u: e["event_id"] for u, e in last.items()}, 120)
+    finally:
+        worker.stop()
+    recs, events = env["STREAMREC_RECOMMENDATIONS_TOPIC"], env["STREAMREC_EVENTS_TOPIC"]
+    group = Consumer({"bootstrap.servers": kafka.private, "group.id": env["STREAMREC_APP_ID"]})
+    try:
+        ends = {p: group.get_watermark_offsets(TopicPartition(recs, p), timeout=10)[1]
+                for p in range(4)}
+        deadline = time.monotonic() + 60
+        while True:  # the stopped (static) member leaves the group after its session
+            try:
+                group.commit(offsets=[TopicPartition(events, p, 0) for p in range(4)],
+                             asynchronous=False)
+                break
+            except Exception:  # noqa: BLE001 - the group still has the member
+                assert time.monotonic() < deadline, "could not move the group's offsets back"
+                time.sleep(1)
+    finally:
+        group.close()
+    again = WorkerProcess(env, tmp_path / "w", tiny_model, port=worker.port).start()
+    try:
+        deadline = time.monotonic() + 120
+        while again.metric("streamrec_events_duplicate_total") < len(sent):
+            assert time.monotonic() < deadline, again.log()
+            time.sleep(0.5)
+        assert again.metric("streamrec_events_applied_total") == 0
+        time.sleep(2)  # the last batch's recommendations
+        rewritten = []
+        reader = Consumer({"bootstrap.servers": kafka.private, "group.id": "check",
+                           "enable.auto.commit": False})
+        reader.assign([TopicPartition(recs, p, ends[p]) for p in range(4)])
+        while (msg := reader.poll(5)) is not None:
+            rewritten.append(CODEC.decode("recommendation", msg.value()))
+        reader.close()
+        older = [r for r in rewritten if r["cause_event_id"] != last[r["user_id"]]["event_id"]]
+        assert not older, f"{len(older)} recommendations for older events, e.g. {older[0]}"
+        assert len(rewritten) <= len(last)
+    finally:
+        again.stop()

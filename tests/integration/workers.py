@@ -39,7 +39,11 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict]:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        body = err.read() or b"{}"
+        try:
+            return err.code, json.loads(body)
+        except ValueError:  # not JSON (e.g. the web server's own error page)
+            return err.code, {"error": body.decode(errors="replace")[:500]}
 
 
 @dataclass
