@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         threads[0].start()
         time.sleep(3)  # the subscriber joins before the first event is sent
         threads[1].start()
-        dead = _show(console, stats, source, processes, args.duration, threads[1])
+        dead = _show(console, stats, source, processes, args.duration, threads[1], work)
         if dead:
             log = work / demo.LOGS[dead]
             console.print(f"[bold red]the {dead} process stopped[/] (exit code "
@@ -85,10 +85,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+MAX_RESTARTS = 3  # of a stalled process, before the demo gives up on it
+
+
 def _show(console: Console, stats, source: str, processes: dict, duration: float | None,
-          producer: threading.Thread) -> str | None:
-    """Show the live view until done; return the name of a process that died, if one did."""
+          producer: threading.Thread, work: Path) -> str | None:
+    """Show the live view until done; return the name of a process that died, if one did
+    (a stalled worker is restarted instead, as a supervisor would)."""
     deadline = time.monotonic() + duration if duration else None
+    restarted: dict[str, int] = {}
 
     def view():
         alive = {name: proc.poll() is None for name, proc in processes.items()}
@@ -98,6 +103,11 @@ def _show(console: Console, stats, source: str, processes: dict, duration: float
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.5)
             live.update(view())
+            for name, proc in list(processes.items()):
+                if demo.restarts(proc) and restarted.get(name, 0) < MAX_RESTARTS:
+                    restarted[name] = restarted.get(name, 0) + 1
+                    console.print(f"the {name} reported itself stalled; starting it again")
+                    processes[name] = demo.run_logged(proc.args, work / demo.LOGS[name])
             dead = [name for name, proc in processes.items() if proc.poll() is not None]
             if dead:
                 return dead[0]

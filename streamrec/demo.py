@@ -177,9 +177,13 @@ def log_tail(log: Path, lines: int = 12) -> str:
 
 def start(args: list[str], log: Path) -> subprocess.Popen:
     """``streamrec ARGS`` in its own process group, so stopping the demo stops it too."""
+    return run_logged([sys.executable, "-m", "streamrec", *args], log)
+
+
+def run_logged(cmd: list[str], log: Path) -> subprocess.Popen:
+    """``cmd`` in its own process group, its output appended to ``log``."""
     sink = open(log, "ab")  # noqa: SIM115 - the child owns it until it exits
-    return subprocess.Popen([sys.executable, "-m", "streamrec", *args], stdout=sink,
-                            stderr=subprocess.STDOUT, start_new_session=True,
+    return subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
                             env=dict(os.environ))
 
 
@@ -195,6 +199,15 @@ def start_loop(settings: Settings, model: Path, work: Path) -> dict[str, subproc
                          work / LOGS["trainer"]),
         "model sync": start(["models", "sync"], work / LOGS["model sync"]),
     }
+
+
+def restarts(proc: subprocess.Popen) -> bool:
+    """Whether the demo starts an exited process again: a worker whose watchdog found it
+    stalled exits with EXIT_STALLED for its supervisor to restart it; any other exit ends
+    the demo with the process's log."""
+    from streams.watchdog import EXIT_STALLED
+
+    return proc.poll() == EXIT_STALLED
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 20) -> None:

@@ -104,6 +104,23 @@ def _send_bad(kafka, topic: str) -> dict[tuple[int, int], str]:
     return where
 
 
+def _stream(kafka, env, events, rate: float) -> tuple[threading.Thread, list[dict]]:
+    """Produce ``events`` at ``rate`` in a thread (started); the list fills as they are sent."""
+    sent: list[dict] = []
+    thread = threading.Thread(target=lambda: sent.extend(
+        _paced_produce(kafka, env, events, rate=rate)))
+    thread.start()
+    return thread, sent
+
+
+def _assert_counted_once(worker: WorkerProcess, sent: list[dict], users: int = 40) -> None:
+    """Each of ``users`` users, spread out, has as many clicks in its state as were sent."""
+    clicks = Counter(e["user_id"] for e in sent)
+    for user in list(clicks)[:: max(1, len(clicks) // users)]:
+        status, state = http_get(f"{worker.url}/users/{user}/state")
+        assert status == 200 and state["clicks"] == clicks[user], (user, status, state)
+
+
 def _dead_letters(kafka, topic: str, expected: int) -> list[dict]:
     return [r.value for r in Subscriber(kafka.private, topic, from_beginning=True,
                                         max_records=expected + 50, idle_timeout_s=20)]
@@ -112,10 +129,7 @@ def _dead_letters(kafka, topic: str, expected: int) -> list[dict]:
 def test_bad_records_in_a_live_stream_go_to_the_dlq_once_and_stop_nothing(
         kafka, env, yc_events, tiny_model, tmp_path) -> None:  # noqa: F811
     worker = WorkerProcess(env, tmp_path / "w", tiny_model).start()
-    sent: list[dict] = []
-    stream = threading.Thread(target=lambda: sent.extend(
-        _paced_produce(kafka, env, yc_events, rate=300)))
-    stream.start()
+    stream, sent = _stream(kafka, env, yc_events, rate=300)
     try:
         time.sleep(2)
         bad = _send_bad(kafka, env["STREAMREC_EVENTS_TOPIC"])
@@ -141,10 +155,7 @@ def test_bad_records_in_a_live_stream_go_to_the_dlq_once_and_stop_nothing(
                 assert letter["truncated"], what
         assert worker.alive(), worker.log()
         assert worker.metric("streamrec_events_applied_total") == len(sent)
-        clicks = Counter(e["user_id"] for e in sent)
-        for user in list(clicks)[:: max(1, len(clicks) // 40)]:
-            status, state = http_get(f"{worker.url}/users/{user}/state")
-            assert status == 200 and state["clicks"] == clicks[user], user
+        _assert_counted_once(worker, sent)
         assert http_get(f"{worker.url}/users/poison-10/state")[0] == 404, "huge ids applied"
         assert http_get(worker.url + "/health")[0] == 200
         # Twenty dead letters in a few seconds: a few lines and a summary, not one each.
@@ -159,10 +170,7 @@ def test_workers_joining_and_leaving_mid_stream_leave_every_user_exact(
         kafka, env, yc_events, tiny_model, tmp_path) -> None:  # noqa: F811
     """A second worker joins and leaves (SIGTERM, then kill -9) three times while events flow."""
     steady = WorkerProcess(env, tmp_path / "a", tiny_model).start()
-    sent: list[dict] = []
-    stream = threading.Thread(target=lambda: sent.extend(
-        _paced_produce(kafka, env, yc_events, rate=120)))
-    stream.start()
+    stream, sent = _stream(kafka, env, yc_events, rate=120)
     visitor = WorkerProcess(env, tmp_path / "b", tiny_model)
     visited = []
     try:
@@ -188,10 +196,8 @@ def test_workers_joining_and_leaving_mid_stream_leave_every_user_exact(
             newest[rec.value["user_id"]] = rec.value
         assert {u: r["cause_event_id"] for u, r in newest.items()} == {
             u: e["event_id"] for u, e in last.items()}
-        clicks = Counter(e["user_id"] for e in sent)
-        for user in list(clicks)[:: max(1, len(clicks) // 40)]:
-            status, state = http_get(f"{steady.url}/users/{user}/state")
-            assert status == 200 and state["clicks"] == clicks[user], (user, status, state)
+        _assert_counted_once(steady, sent)
+        for user in list(last)[:: max(1, len(last) // 40)]:
             status, rec = http_get(f"{steady.url}/users/{user}/recommendations")
             assert status == 200 and rec["cause_event_id"] == last[user]["event_id"], (
                 user, status, rec)
