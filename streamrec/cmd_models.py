@@ -74,9 +74,12 @@ def model_table(settings: Settings) -> dict[str, Any]:
     registry = models.registry()
     current = models.current()
     versions = [{"version": v, "current": v == current,
-                 "parent_version": r["release"]["parent_version"],
+                 # A model adopted on the private side (the demo's first) has no release
+                 # record of the trainer's: no parent and perhaps no metrics.
+                 "parent_version": r["release"].get("parent_version"),
                  "rolled_back": v in registry["rolled_back"], "synced_at": r["at"],
-                 "metrics": {k: r["release"]["metrics"].get(k) for k in SHOWN_METRICS}}
+                 "metrics": {k: (r["release"].get("metrics") or {}).get(k)
+                             for k in SHOWN_METRICS}}
                 for v, r in sorted(registry["versions"].items())]
     refused = [{"version": v, "reason": r["reason"], "at": r["at"]}
                for v, r in sorted(registry["refused"].items())]

@@ -124,11 +124,13 @@ def bootstrap_private_model(settings: Settings, artifact: Path) -> Path:
     follow come from the public trainer and are verified by the model sync.
     """
     models = PrivateModels(settings.data_dir / "models-private")
-    version = json.loads((artifact / "metadata.json").read_text())["version"]
+    metadata = json.loads((artifact / "metadata.json").read_text())
+    version = metadata["version"]
     if not models.path_of(version).exists():
         shutil.copytree(artifact, models.path_of(version))
-        models.record_accepted(version, {"version": version, "origin": "private demo training"},
-                               {})
+        models.record_accepted(version, {"version": version, "parent_version": None,
+                                         "metrics": metadata.get("metrics", {}),
+                                         "origin": "private demo training"}, {})
     if models.current() is None:
         models.point_current(version, "demo bootstrap")
     return models.current_link
