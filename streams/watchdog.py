@@ -38,6 +38,8 @@ class Watchdog:
                  metrics: Any = None, clock: Any = time.monotonic,
                  offsets: Any = None) -> None:
         self.topic = topic
+        self.bootstrap = bootstrap
+        self.unreachable_since: float | None = None
         self.stall_timeout_s = stall_timeout_s
         self.metrics = metrics
         self.clock = clock
@@ -55,8 +57,16 @@ class Watchdog:
         try:
             committed, high = self._offsets.read(partitions)
         except KafkaException as exc:  # the cluster is unreachable: not this worker's stall
-            log.debug("watchdog could not read offsets: %s", exc)
+            if self.unreachable_since is None:
+                self.unreachable_since = now
+                log.warning("private cluster %s unreachable (%s); the worker keeps retrying",
+                            self.bootstrap, _reason(exc))
+            self.progressed()
             return None
+        if self.unreachable_since is not None:
+            log.warning("private cluster %s reachable again after %.0f s", self.bootstrap,
+                        now - self.unreachable_since)
+            self.unreachable_since = None
         with self._lock:
             if now - self._checked > FROZEN_AFTER_S:
                 # This process did not run for a while (suspended, swapped out): what it saw
@@ -123,6 +133,11 @@ class _BrokerOffsets:
 _SILENT = logging.getLogger("streamrec.worker.watchdog.librdkafka")  # an outage is not its news
 _SILENT.propagate = False
 _SILENT.addHandler(logging.NullHandler())
+
+
+def _reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else exc
+    return error.str() if hasattr(error, "str") else str(error)
 
 
 def exit_now(code: int) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
 from streams.metrics import WorkerMetrics
 from streams.watchdog import Watchdog
 
@@ -12,8 +17,11 @@ class Offsets:
     def __init__(self) -> None:
         self.committed: dict[int, int] = {}
         self.high: dict[int, int] = {}
+        self.down = False
 
     def read(self, partitions):
+        if self.down:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
         return ({p: self.committed.get(p, -1001) for p in partitions},
                 {p: self.high.get(p, 0) for p in partitions})
 
@@ -90,3 +98,21 @@ def test_a_partition_never_committed_counts_from_when_it_was_first_seen() -> Non
     assert dog.check([3]) is None
     clock.now += 6
     assert "50 events waiting" in dog.check([3])
+
+
+def test_an_unreachable_cluster_is_one_line_when_lost_and_one_when_back(
+        caplog: pytest.LogCaptureFixture) -> None:
+    dog, offsets, clock, _ = _watchdog(timeout=10)
+    offsets.committed, offsets.high = {0: 1}, {0: 9}
+    dog.check([0])
+    offsets.down = True
+    with caplog.at_level(logging.WARNING, logger="streamrec.worker.watchdog"):
+        for _ in range(8):  # 40 s without the cluster: no stall, one line
+            clock.now += 5
+            assert dog.check([0]) is None
+        offsets.down = False
+        clock.now += 5
+        assert dog.check([0]) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "private cluster - unreachable (Connection refused); the worker keeps retrying",
+        "private cluster - reachable again after 40 s"]
