@@ -129,11 +129,18 @@ def bootstrap_private_model(settings: Settings, artifact: Path) -> Path:
     if not models.path_of(version).exists():
         shutil.copytree(artifact, models.path_of(version))
         models.record_accepted(version, {"version": version, "parent_version": None,
-                                         "metrics": metadata.get("metrics", {}),
+                                         "metrics": release_metrics(metadata),
                                          "origin": "private demo training"}, {})
     if models.current() is None:
         models.point_current(version, "demo bootstrap")
     return models.current_link
+
+
+def release_metrics(metadata: dict) -> dict:
+    """A trained artifact's figures in a release's terms (its validation split, its items)."""
+    val = (metadata.get("metrics") or {}).get("val") or {}
+    return {"hr@10": val.get("HR@10"), "ndcg@10": val.get("NDCG@10"),
+            "items": max(0, len(metadata.get("item_ids", [])) - 1)}  # [0] is padding
 
 
 def ensure_trainer_keys(settings: Settings) -> None:

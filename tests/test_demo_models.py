@@ -14,8 +14,9 @@ from streamrec.settings import Settings
 def test_models_list_shows_the_demos_first_model_and_older_records(tmp_path) -> None:
     artifact = tmp_path / "demo-model"
     artifact.mkdir()
-    (artifact / "metadata.json").write_text(json.dumps(
-        {"version": "demo-1", "metrics": {"hr@10": 0.0812, "ndcg@10": 0.0471, "items": 12101}}))
+    (artifact / "metadata.json").write_text(json.dumps(  # as `streamrec train` writes it
+        {"version": "demo-1", "item_ids": ["", "a", "b", "c"],
+         "metrics": {"val": {"HR@10": 0.0812, "NDCG@10": 0.0471}, "test": {"HR@10": 0.07}}}))
     settings = Settings(data_dir=tmp_path / "var")
     demo.bootstrap_private_model(settings, artifact)
     # A record as earlier demos wrote it: no parent, no metrics.
@@ -27,7 +28,8 @@ def test_models_list_shows_the_demos_first_model_and_older_records(tmp_path) -> 
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert any(line.startswith("* demo-1") and "0.0812" in line for line in lines), lines
+    demo_line = next(line for line in lines if line.startswith("* demo-1"))
+    assert demo_line.split()[-3:] == ["0.0812", "0.0471", "3"], demo_line  # validation figures
     assert any(line.strip().startswith("old-1") for line in lines), lines
     table = json.loads(subprocess.run([sys.executable, "-m", "streamrec", "models", "list",
                                        "--json"], env=env, capture_output=True, text=True,
