@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         "librdkafka", description="Who fetches the events: a librdkafka consumer on the "
         "partitions Faust assigned (faster), or Faust's own aiokafka client.")
     history_len: int = Field(50, ge=1, le=1000, description="Recent items kept per user.")
+    misrouted: Literal["dead-letter", "forward"] = Field(
+        "dead-letter", description="An event on another partition than murmur2(user id) "
+        "gives (a producer with librdkafka's default partitioner): sent to the DLQ with the "
+        "fix, or produced again to its right partition (at-least-once across a crash).")
     session_timeout_s: float = Field(6.0, ge=1.0, le=300.0, description="Consumer-group "
                                      "session: a worker silent this long loses its partitions "
                                      "(the broker's group.min.session.timeout.ms is 6 s).")

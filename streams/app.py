@@ -40,6 +40,7 @@ from streams.logbound import RepeatFilter, emit_summaries
 from streams.logbound import install as install_log_filter
 from streams.metrics import STAGES, WorkerMetrics
 from streams.output import Delivery, TableStore, WorkerOutput
+from streams.partitioning import KeyPartitions
 from streams.pipeline import BatchProcessor, Incoming
 from streams.popularity import DecayedPopularity
 from streams.reader import EventReader
@@ -150,6 +151,8 @@ def create_worker(settings: Any) -> Worker:
         buckets=anonymizer.query_buckets, popularity=DecayedPopularity(),
         anonymize=anonymizer.anonymize if settings.emit_samples else None,
         source=f"worker:{socket.gethostname()}",
+        partitions=KeyPartitions(settings.partitions),
+        forward_misrouted=settings.misrouted == "forward",
     )
     worker = Worker(app, metrics, scorer, processor)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
@@ -201,6 +204,13 @@ def create_worker(settings: Any) -> Worker:
                         msg, "write", f"training sample not written: {exc}", exc))
             for dead in result.dead_letters:
                 dead_letter_out(dead)
+            for msg, right in result.forwards:  # settled with the batch, before its commit
+                output.produce(settings.events_topic, msg.key, msg.value or b"", right)
+            if result.forwards:
+                metrics.events_misrouted.labels("forward").inc(len(result.forwards))
+            misrouted = sum(d["reason"].startswith("misrouted") for d in result.dead_letters)
+            if misrouted:
+                metrics.events_misrouted.labels("dead-letter").inc(misrouted)
         metrics.samples.inc(len(result.samples))
         pending = list(result.pending.values())
         scoring = scorer.prepare(processor, pending) if pending else None

@@ -56,6 +56,9 @@ class WorkerMetrics:
                                   ["partition"], registry=r)
         self.users_in_state = Gauge("streamrec_users_in_state",
                                     "Users in this worker's state (RocksDB estimate)", registry=r)
+        self.events_misrouted = Counter(
+            "streamrec_events_misrouted", "Events read on another partition than their key's "
+            "(murmur2), by what was done with them", ["action"], registry=r)
         self.stalled_seconds = Gauge(
             "streamrec_stalled_seconds", "How long this worker's assigned events partitions "
             "have had lag with nothing committed (0 while it makes progress)", registry=r)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from connectors.dead_letters import dead_letter
 from connectors.events import record_problem
 from schemas import Codec, DecodeError
+from streams.partitioning import FIX, KeyPartitions
 from streams.popularity import DecayedPopularity
 from streams.user_state import UserState
 
@@ -96,6 +97,7 @@ class BatchResult:
     pending: dict[str, Pending] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)  # anonymised, for training
+    forwards: list[tuple[Incoming, int]] = field(default_factory=list)  # misrouted, and where to
     sampled: list[Incoming] = field(default_factory=list)  # the record of each sample
     applied: int = 0
     duplicates: int = 0
@@ -108,7 +110,8 @@ class BatchProcessor:
                  buckets: Callable[[str], list[int]], popularity: DecayedPopularity,
                  anonymize: Callable[[dict[str, Any], int, list[int]], dict[str, Any] | None]
                  | None = None,
-                 source: str = "worker") -> None:
+                 source: str = "worker", partitions: KeyPartitions | None = None,
+                 forward_misrouted: bool = False) -> None:
         self.codec = codec
         self.top_k = top_k
         self.history_len = history_len
@@ -116,6 +119,8 @@ class BatchProcessor:
         self.popularity = popularity
         self.anonymize = anonymize
         self.source = source
+        self.partitions = partitions  # None: events are not checked for their partition
+        self.forward_misrouted = forward_misrouted
 
     def apply(self, batch: Sequence[Incoming], store: StateStore) -> BatchResult:
         """Decode each record, dead-letter the bad ones, apply the good ones to user state.
@@ -192,6 +197,16 @@ class BatchProcessor:
         if problem:
             result.dead_letters.append(self.dead(msg, "validate", problem, None))
             return None
+        if self.partitions is not None and msg.key is not None:
+            right = self.partitions.of(msg.key)
+            if right != msg.partition:
+                if self.forward_misrouted:
+                    result.forwards.append((msg, right))
+                else:
+                    result.dead_letters.append(self.dead(msg, "validate", (
+                        f"misrouted: user {event['user_id'][:40]!r} belongs on partition "
+                        f"{right}, not {msg.partition}; {FIX}"), None))
+                return None
         return event
 
     def dead(self, msg: Incoming, stage: str, reason: str, exc: Exception | None) -> dict:

@@ -22,8 +22,6 @@ from tests.integration.test_worker import (
     _await_recommendations,
     _last_event_per_user,
     _paced_produce,
-    tiny_model,  # noqa: F401 - a fixture
-    yc_events,  # noqa: F401 - a fixture
 )
 from tests.integration.workers import WorkerProcess, http_get
 
@@ -127,7 +125,7 @@ def _dead_letters(kafka, topic: str, expected: int) -> list[dict]:
 
 
 def test_bad_records_in_a_live_stream_go_to_the_dlq_once_and_stop_nothing(
-        kafka, env, yc_events, tiny_model, tmp_path) -> None:  # noqa: F811
+        kafka, env, yc_events, tiny_model, tmp_path) -> None:
     worker = WorkerProcess(env, tmp_path / "w", tiny_model).start()
     stream, sent = _stream(kafka, env, yc_events, rate=300)
     try:
@@ -167,7 +165,7 @@ def test_bad_records_in_a_live_stream_go_to_the_dlq_once_and_stop_nothing(
 
 
 def test_workers_joining_and_leaving_mid_stream_leave_every_user_exact(
-        kafka, env, yc_events, tiny_model, tmp_path) -> None:  # noqa: F811
+        kafka, env, yc_events, tiny_model, tmp_path) -> None:
     """A second worker joins and leaves (SIGTERM, then kill -9) three times while events flow."""
     steady = WorkerProcess(env, tmp_path / "a", tiny_model).start()
     stream, sent = _stream(kafka, env, yc_events, rate=120)
@@ -209,7 +207,7 @@ def test_workers_joining_and_leaving_mid_stream_leave_every_user_exact(
 
 
 def test_events_read_again_write_no_recommendation_older_than_the_latest(
-        kafka, env, yc_events, tiny_model, tmp_path) -> None:  # noqa: F811
+        kafka, env, yc_events, tiny_model, tmp_path) -> None:
     """The group's offsets are moved back to the beginning (as a rebalance that re-reads a
     partition does): the worker reads every event again, changes no state, and writes no
     recommendation but for each user's last event."""

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors.datasets import read_events
 from connectors.events import parse_event
 from connectors.producer import EventProducer, RecordProducer
 from connectors.subscriber import Subscriber
@@ -21,30 +20,6 @@ from streams.metrics import STAGES
 from tests.integration.workers import WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-USERS = 300
-
-
-@pytest.fixture(scope="module")
-def yc_events(datasets) -> list[dict]:
-    """The first YooChoose sessions (users) with every click, in time order."""
-    path = datasets / "yoochoose-rsc15-100k" / "yoochoose-clicks-100k_train_full.txt"
-    return list(read_events("yoochoose", path, limit_users=USERS))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(yc_events, tmp_path_factory) -> Path:
-    """A small SASRec trained on those sessions with the real `streamrec train`."""
-    root = tmp_path_factory.mktemp("model")
-    data = root / "events.jsonl"
-    data.write_text("".join(json.dumps(e) + "\n" for e in yc_events))
-    out = root / "artifact"
-    result = subprocess.run(
-        [sys.executable, "-m", "streamrec", "train", "--dataset", str(data), "--format",
-         "events", "--out", str(out), "--dim", "16", "--layers", "1", "--heads", "1",
-         "--epochs", "2", "--max-len", "20", "--seed", "3"],
-        capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
 
 
 @pytest.fixture

@@ -203,3 +203,42 @@ def test_a_user_state_record_stays_under_its_bound() -> None:
     data = state.to_bytes()
     assert len(data) <= MAX_STATE_BYTES
     assert UserState.from_bytes(data).items[-1] == "\u00e9" * 256  # the newest ones are kept
+
+
+def test_an_event_on_another_partition_than_its_keys_is_dead_lettered_or_forwarded() -> None:
+    from streams.partitioning import KeyPartitions
+
+    parts = KeyPartitions(4)
+    event = _event("u1", 0, item="a")
+    right = parts.of(b"u1")
+    wrong = (right + 1) % 4
+    store = DictStore()
+    strict = BatchProcessor(CODEC, top_k=3, history_len=10, buckets=lambda q: [len(q)],
+                            popularity=DecayedPopularity(), partitions=parts)
+    result = strict.apply([_msg(event, 0, partition=wrong), _msg(event, 1, partition=right)],
+                          store)
+    assert result.applied == 1 and not result.forwards
+    (letter,) = result.dead_letters
+    assert letter["partition"] == wrong and letter["stage"] == "validate"
+    assert letter["reason"].startswith(f"misrouted: user 'u1' belongs on partition {right}, "
+                                       f"not {wrong}") and "murmur2_random" in letter["reason"]
+    forwarding = BatchProcessor(CODEC, top_k=3, history_len=10, buckets=lambda q: [len(q)],
+                                popularity=DecayedPopularity(), partitions=parts,
+                                forward_misrouted=True)
+    result = forwarding.apply([_msg(event, 5, partition=wrong)], DictStore())
+    assert result.applied == 0 and not result.dead_letters and not result.pending
+    assert [(m.offset, p) for m, p in result.forwards] == [(5, right)]
+
+
+def test_key_partitions_match_kafkas_java_client() -> None:
+    from streams.partitioning import KeyPartitions
+
+    # murmur2 of these keys as Kafka's Java client computes it (its own unit test's vectors);
+    # the partition is toPositive(hash) % partitions, as in its default partitioner.
+    java = {"21": -973932308, "foobar": -790332482, "a-little-bit-long-string": -985981536,
+            "a-little-bit-longer-string": -1486304829, "abc": 479470107,
+            "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971}
+    for count in (4, 7, 12):
+        parts = KeyPartitions(count)
+        for key, hashed in java.items():
+            assert parts.of(key.encode()) == (hashed & 0x7FFFFFFF) % count, (key, count)
