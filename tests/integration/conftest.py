@@ -38,3 +38,13 @@ def tiny_model(yc_events, tmp_path_factory) -> Path:
     return out
 
 
+
+
+@pytest.fixture
+def env(kafka, unique) -> dict[str, str]:
+    """Settings for a worker of its own: fresh topics (samples too) and consumer group."""
+    return kafka.env(
+        STREAMREC_EVENTS_TOPIC=unique("events"), STREAMREC_RECOMMENDATIONS_TOPIC=unique("recs"),
+        STREAMREC_DLQ_TOPIC=unique("dlq"), STREAMREC_SAMPLES_TOPIC=unique("samples"),
+        STREAMREC_APP_ID=unique("app"), STREAMREC_BATCH_MAX_MS="10", STREAMREC_TOP_K="10",
+        STREAMREC_LOG_LEVEL="warning")

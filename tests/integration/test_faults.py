@@ -29,15 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CODEC = default_codec()
 
 
-@pytest.fixture
-def env(kafka, unique) -> dict[str, str]:
-    return kafka.env(
-        STREAMREC_EVENTS_TOPIC=unique("events"), STREAMREC_RECOMMENDATIONS_TOPIC=unique("recs"),
-        STREAMREC_DLQ_TOPIC=unique("dlq"), STREAMREC_SAMPLES_TOPIC=unique("samples"),
-        STREAMREC_APP_ID=unique("app"), STREAMREC_BATCH_MAX_MS="10", STREAMREC_TOP_K="10",
-        STREAMREC_LOG_LEVEL="warning")
-
-
 def _event(user: str, **fields) -> dict:
     record = {"event_id": f"bad-{user}-{time.monotonic_ns()}", "user_id": user, "type": "click",
               "item_id": "i1", "query": None, "session_id": None,

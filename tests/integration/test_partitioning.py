@@ -23,12 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CODEC = default_codec()
 
 
-@pytest.fixture
-def env(kafka, unique) -> dict[str, str]:
-    return kafka.env(
-        STREAMREC_EVENTS_TOPIC=unique("events"), STREAMREC_RECOMMENDATIONS_TOPIC=unique("recs"),
-        STREAMREC_DLQ_TOPIC=unique("dlq"), STREAMREC_SAMPLES_TOPIC=unique("samples"),
-        STREAMREC_APP_ID=unique("app"), STREAMREC_BATCH_MAX_MS="10", STREAMREC_TOP_K="10")
 
 
 def _produce_with_default_partitioner(bootstrap: str, topic: str, events: list[dict]
