@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+log = logging.getLogger("streamrec.topics")
 
 
 class TopicError(Exception):
@@ -36,6 +48,8 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float =
                     f"{spec.partitions} (all user-keyed topics must match). Set "
                     f"STREAMREC_PARTITIONS={have}, or delete and recreate the topic."
                 )
+    fix_configs(admin, bootstrap, [s for s in specs if s.name in existing and s.config],
+                timeout_s)
     new = [NewTopic(s.name, s.partitions, 1, config=s.config) for s in specs
            if s.name not in existing]
     if not new:
@@ -49,6 +63,65 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float =
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # lost a race with another creator
                 raise TopicError(f"cannot create topic {name!r} on {bootstrap}: {exc}") from exc
     return created
+
+
+def fix_configs(admin: AdminClient, bootstrap: str, specs: list[TopicSpec],
+                timeout_s: float = 30.0) -> list[str]:
+    """Set the configs streamrec needs on existing topics that lack them; return what changed.
+
+    For example ``recommendations`` is the changelog of the latest-recommendation table and
+    must be compacted: with delete retention, a worker restored on a fresh disk would lose the
+    latest recommendation of every user quiet for longer than the retention. Each change is
+    logged in one line.
+    """
+    if not specs:
+        return []
+    by_name = {s.name: s for s in specs}
+    changes: list[tuple[TopicSpec, dict[str, str]]] = []
+    for spec in specs:
+        have = describe_topic_config(admin, spec.name, timeout_s)
+        wrong = {k: v for k, v in spec.config.items()
+                 if k not in have or have[k].value != v}
+        if wrong:
+            changes.append((spec, wrong))
+    if not changes:
+        return []
+    updates = [ConfigResource(ResourceType.TOPIC, spec.name, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in wrong.items()])
+        for spec, wrong in changes]
+    wanted = {spec.name: wrong for spec, wrong in changes}
+    done = []
+    for resource, future in admin.incremental_alter_configs(updates,
+                                                            request_timeout=timeout_s).items():
+        spec, wrong = by_name[resource.name], wanted[resource.name]
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise TopicError(
+                f"topic {spec.name!r} on {bootstrap} needs {wrong} and streamrec could not set "
+                f"it ({exc.args[0].str()}); set it with kafka-configs.sh --alter --entity-type "
+                f"topics --entity-name {spec.name} --add-config "
+                f"{','.join(f'{k}={v}' for k, v in wrong.items())}") from None
+        log.warning("topic %s on %s: set %s (streamrec needs it)", spec.name, bootstrap,
+                    ", ".join(f"{k}={v}" for k, v in wrong.items()))
+        done.append(spec.name)
+    return done
+
+
+def describe_topic_config(admin: AdminClient, topic: str, timeout_s: float = 30.0
+                          ) -> dict[str, Any]:
+    """A topic's config entries; waits a little for a topic created a moment ago, which the
+    broker may not know yet (UNKNOWN_TOPIC_OR_PART)."""
+    deadline = time.monotonic() + min(timeout_s, 10.0)
+    while True:
+        (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)],
+                                           request_timeout=timeout_s).values()
+        try:
+            return future.result()
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30.0) -> None:

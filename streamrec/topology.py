@@ -14,7 +14,9 @@ def private_topics(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(settings.events_topic, n),
         TopicSpec(settings.dlq_topic, 1),
-        TopicSpec(settings.recommendations_topic, n),
+        # The latest-recommendation table's changelog: compacted, or a worker restored on a
+        # fresh disk loses the latest recommendation of users quiet for the retention.
+        TopicSpec(settings.recommendations_topic, n, COMPACTED),
         TopicSpec(settings.samples_topic, n),
         TopicSpec(settings.releases_topic, 1, COMPACTED),
     ]
