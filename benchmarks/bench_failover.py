@@ -34,10 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bench_pipeline import fresh_env as pipeline_env  # noqa: E402
 from connectors.pacing import Pacer  # noqa: E402
 from connectors.producer import EventProducer  # noqa: E402
 from connectors.subscriber import Subscriber  # noqa: E402
-from connectors.topics import TopicSpec, ensure_topics  # noqa: E402
 from streamrec.broker import KafkaDistribution, LocalCluster, start_clusters  # noqa: E402
 from streamrec.settings import Settings  # noqa: E402
 from tests.integration.workers import WorkerProcess  # noqa: E402
@@ -75,16 +75,10 @@ class Arrivals:
 
 
 def fresh_env(bootstrap: str, tag: str, extra: dict[str, str]) -> dict[str, str]:
-    suffix = f"{tag}-{int(time.time() * 1000) % 10**9}"
-    env = dict(os.environ, STREAMREC_PRIVATE_BOOTSTRAP=bootstrap,
-               STREAMREC_EVENTS_TOPIC=f"fo-events-{suffix}",
-               STREAMREC_RECOMMENDATIONS_TOPIC=f"fo-recs-{suffix}",
-               STREAMREC_DLQ_TOPIC=f"fo-dlq-{suffix}",
-               STREAMREC_SAMPLES_TOPIC=f"fo-samples-{suffix}",
-               STREAMREC_APP_ID=f"fo-{suffix}", STREAMREC_PARTITIONS=str(PARTITIONS), **extra)
-    ensure_topics(bootstrap, [TopicSpec(env[k], PARTITIONS) for k in (
-        "STREAMREC_EVENTS_TOPIC", "STREAMREC_RECOMMENDATIONS_TOPIC")])
-    return env
+    """The pipeline benchmark's fresh topics and group, on this benchmark's cluster."""
+    settings = Settings(private_bootstrap=bootstrap, partitions=PARTITIONS)
+    return dict(pipeline_env(settings, f"fo-{tag}"), STREAMREC_PARTITIONS=str(PARTITIONS),
+                **extra)
 
 
 def produce(bootstrap: str, topic: str, events: list[dict], rate: float,

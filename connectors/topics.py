@@ -74,36 +74,26 @@ def fix_configs(admin: AdminClient, bootstrap: str, specs: list[TopicSpec],
     latest recommendation of every user quiet for longer than the retention. Each change is
     logged in one line.
     """
-    if not specs:
-        return []
-    by_name = {s.name: s for s in specs}
-    changes: list[tuple[TopicSpec, dict[str, str]]] = []
+    done = []
     for spec in specs:
         have = describe_topic_config(admin, spec.name, timeout_s)
-        wrong = {k: v for k, v in spec.config.items()
-                 if k not in have or have[k].value != v}
-        if wrong:
-            changes.append((spec, wrong))
-    if not changes:
-        return []
-    updates = [ConfigResource(ResourceType.TOPIC, spec.name, incremental_configs=[
-        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in wrong.items()])
-        for spec, wrong in changes]
-    wanted = {spec.name: wrong for spec, wrong in changes}
-    done = []
-    for resource, future in admin.incremental_alter_configs(updates,
-                                                            request_timeout=timeout_s).items():
-        spec, wrong = by_name[resource.name], wanted[resource.name]
+        wrong = {k: v for k, v in spec.config.items() if k not in have or have[k].value != v}
+        if not wrong:
+            continue
+        update = ConfigResource(ResourceType.TOPIC, spec.name, incremental_configs=[
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+            for k, v in wrong.items()])
+        settings = ",".join(f"{k}={v}" for k, v in wrong.items())
+        (future,) = admin.incremental_alter_configs([update], request_timeout=timeout_s).values()
         try:
             future.result()
         except KafkaException as exc:
             raise TopicError(
-                f"topic {spec.name!r} on {bootstrap} needs {wrong} and streamrec could not set "
-                f"it ({exc.args[0].str()}); set it with kafka-configs.sh --alter --entity-type "
-                f"topics --entity-name {spec.name} --add-config "
-                f"{','.join(f'{k}={v}' for k, v in wrong.items())}") from None
-        log.warning("topic %s on %s: set %s (streamrec needs it)", spec.name, bootstrap,
-                    ", ".join(f"{k}={v}" for k, v in wrong.items()))
+                f"topic {spec.name!r} on {bootstrap} needs {settings} and streamrec could not "
+                f"set it ({exc.args[0].str()}); set it with kafka-configs.sh --alter "
+                f"--entity-type topics --entity-name {spec.name} --add-config {settings}"
+            ) from None
+        log.warning("topic %s on %s: set %s (streamrec needs it)", spec.name, bootstrap, settings)
         done.append(spec.name)
     return done
 

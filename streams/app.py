@@ -29,7 +29,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
-from confluent_kafka import KafkaException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import default_codec
@@ -169,13 +168,8 @@ def create_worker(settings: Any) -> Worker:
         metrics.events_dead_lettered.labels(dead["stage"]).inc()
         log.warning("dead-lettered %s[%s]@%s at %s: %s", dead["topic"], dead["partition"],
                     dead["offset"], dead["stage"], dead["reason"][:200])
-        try:
-            output.produce(settings.dlq_topic, dead["key"], codec.encode("dead_letter", dead))
-        except KafkaException as exc:  # cut to fit already; kept without its bytes, then
-            log.warning("dead letter of %s[%s]@%s kept without its key and value: %s",
-                        dead["topic"], dead["partition"], dead["offset"], exc)
-            output.produce(settings.dlq_topic, None, codec.encode(
-                "dead_letter", dict(dead, key=None, value=None, truncated=True)))
+        # Always fits one message (connectors.dead_letters cuts key and value to fit).
+        output.produce(settings.dlq_topic, dead["key"], codec.encode("dead_letter", dead))
 
     def process(incoming: list[Incoming]) -> Coroutine[Any, Any, None]:
         """One micro-batch of events, in partition order (called by the intake).
@@ -206,11 +200,8 @@ def create_worker(settings: Any) -> Worker:
                 dead_letter_out(dead)
             for msg, right in result.forwards:  # settled with the batch, before its commit
                 output.produce(settings.events_topic, msg.key, msg.value or b"", right)
-            if result.forwards:
-                metrics.events_misrouted.labels("forward").inc(len(result.forwards))
-            misrouted = sum(d["reason"].startswith("misrouted") for d in result.dead_letters)
-            if misrouted:
-                metrics.events_misrouted.labels("dead-letter").inc(misrouted)
+            if result.misrouted:
+                metrics.events_misrouted.labels(settings.misrouted).inc(result.misrouted)
         metrics.samples.inc(len(result.samples))
         pending = list(result.pending.values())
         scoring = scorer.prepare(processor, pending) if pending else None
@@ -313,17 +304,13 @@ def create_worker(settings: Any) -> Worker:
                         settings.stall_timeout_s, metrics)
     worker.watchdog = watchdog
 
-    recovered = [0]  # changelog records taken when the watchdog last looked
-
     @app.timer(interval=WATCH_INTERVAL_S)
     async def watch() -> None:
         assigned = [tp.partition for tp in app.consumer.assignment()
                     if tp.topic == settings.events_topic]
-        if app.intake.other_records != recovered[0]:
-            recovered[0] = app.intake.other_records
-            watchdog.progressed()  # a long table recovery that advances is no stall
         loop = asyncio.get_running_loop()
-        verdict = await loop.run_in_executor(None, watchdog.check, assigned)
+        verdict = await loop.run_in_executor(None, watchdog.check, assigned,
+                                             app.intake.other_records)
         if verdict is not None:
             log.error("%s: exiting so that the worker is restarted", verdict)
             exit_now(EXIT_STALLED)

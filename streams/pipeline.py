@@ -98,6 +98,7 @@ class BatchResult:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)  # anonymised, for training
     forwards: list[tuple[Incoming, int]] = field(default_factory=list)  # misrouted, and where to
+    misrouted: int = 0  # events on another partition than their key's (forwarded or dead)
     sampled: list[Incoming] = field(default_factory=list)  # the record of each sample
     applied: int = 0
     duplicates: int = 0
@@ -200,6 +201,7 @@ class BatchProcessor:
         if self.partitions is not None and msg.key is not None:
             right = self.partitions.of(msg.key)
             if right != msg.partition:
+                result.misrouted += 1
                 if self.forward_misrouted:
                     result.forwards.append((msg, right))
                 else:

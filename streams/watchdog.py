@@ -50,10 +50,18 @@ class Watchdog:
         self._offsets = offsets or _BrokerOffsets(bootstrap, group, topic)
         self.stalled_for = 0.0
         self._checked = clock()
+        self._recovered = 0
 
-    def check(self, partitions: list[int]) -> str | None:
-        """Look once; return why the worker is stalled (None: it is not)."""
+    def check(self, partitions: list[int], recovered: int = 0) -> str | None:
+        """Look once; return why the worker is stalled (None: it is not).
+
+        ``recovered``: changelog records taken so far; while it grows, a table is being
+        recovered, which offsets do not show, and that is progress too.
+        """
         now = self.clock()
+        if recovered != self._recovered:
+            self._recovered = recovered
+            self.progressed()
         try:
             committed, high = self._offsets.read(partitions)
         except KafkaException as exc:  # the cluster is unreachable: not this worker's stall
@@ -71,7 +79,7 @@ class Watchdog:
             if now - self._checked > FROZEN_AFTER_S:
                 # This process did not run for a while (suspended, swapped out): what it saw
                 # last is stale, so nobody else is to blame; start the clocks again.
-                self._progress = {p: (done, now) for p, (done, _) in self._progress.items()}
+                self._restart_clocks(now)
             self._checked = now
             progress, lag = {}, {}
             for p in partitions:
@@ -96,10 +104,12 @@ class Watchdog:
                 f"(STREAMREC_STALL_TIMEOUT_S={self.stall_timeout_s:g})")
 
     def progressed(self) -> None:
-        """The worker advanced in a way offsets do not show (a table being recovered)."""
-        now = self.clock()
+        """The worker advanced in a way offsets do not show (or could not be read)."""
         with self._lock:
-            self._progress = {p: (done, now) for p, (done, _) in self._progress.items()}
+            self._restart_clocks(self.clock())
+
+    def _restart_clocks(self, now: float) -> None:
+        self._progress = {p: (done, now) for p, (done, _) in self._progress.items()}
 
     def report(self) -> dict[str, Any]:
         """What ``/health`` answers."""
