@@ -1,7 +1,7 @@
 """Learning-loop freshness: from a new item's first events to a live model that can recommend it.
 
 Fills a fresh public training topic with anonymised YooChoose sessions (warm-up), starts the
-incremental trainer as its own process (``python -m streamrec.cmd_follow``) and the model sync
+incremental trainer as its own process (``python -m streamrec.cli.follow``) and the model sync
 in this process, waits for the first release to be served, then streams live traffic at
 ``--rate`` samples/s and every ``--new-every`` seconds brings in a never-seen item, clicked in a
 few sessions. An item's freshness is the time from producing its first sample to the moment
@@ -28,14 +28,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from connectors.anonymizer import Anonymizer
-from connectors.datasets import read_events
-from connectors.model_store import PrivateModels
-from connectors.model_sync import ModelSync, SyncConfig
-from connectors.producer import RecordProducer
-from connectors.releases import read_releases
-from connectors.signing import generate_keypair
-from connectors.topics import TopicSpec, delete_topics, ensure_topics
+from connectors.datasets.readers import read_events
+from connectors.kafka.producer import RecordProducer
+from connectors.kafka.topics import TopicSpec, delete_topics, ensure_topics
+from connectors.privacy.anonymizer import Anonymizer
+from connectors.releases.records import read_releases
+from connectors.releases.registry import PrivateModels
+from connectors.releases.signing import generate_keypair
+from connectors.releases.sync import ModelSync, SyncConfig
 from model.artifact import load_artifact
 from model.scorer import Scorer
 from schemas import default_codec
@@ -147,7 +147,7 @@ def start_trainer(settings, topics: dict[str, str], root: Path, args) -> subproc
                STREAMREC_TRAIN_TOPIC=topics["train"], STREAMREC_RELEASES_TOPIC=topics["releases"],
                STREAMREC_MODEL_STORE=str(root / "store"),
                STREAMREC_SIGNING_KEY_PATH=str(root / "trainer.key"))
-    cmd = [sys.executable, "-m", "streamrec.cmd_follow", "--window-clicks", "1000000",
+    cmd = [sys.executable, "-m", "streamrec.cli.follow", "--window-clicks", "1000000",
            "--window-seconds", str(args.window_seconds), "--min-clicks", "20", "--dim", "32",
            "--layers", "1", "--heads", "1", "--max-len", "20"]
     log = (root / "trainer.log").open("wb")

@@ -20,10 +20,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from connectors.anonymizer import Anonymizer
-from connectors.mirror import Mirror, MirrorConfig
-from connectors.producer import RecordProducer
-from connectors.topics import TopicSpec, delete_topics, ensure_topics
+from connectors.kafka.producer import RecordProducer
+from connectors.kafka.topics import TopicSpec, delete_topics, ensure_topics
+from connectors.mirror.transfer import Mirror, MirrorConfig
+from connectors.privacy.anonymizer import Anonymizer
 from schemas import default_codec
 from streamrec.settings import load_settings
 

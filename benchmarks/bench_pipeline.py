@@ -42,12 +42,12 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.cores import CoreSplit, listening_pids, split_cores  # noqa: E402
 from benchmarks.transit_floor import floor_latency  # noqa: E402
-from connectors.datasets import read_events  # noqa: E402
-from connectors.producer import EventProducer  # noqa: E402
-from connectors.subscriber import Subscriber  # noqa: E402
-from connectors.topics import TopicSpec, ensure_topics  # noqa: E402
+from connectors.datasets.readers import read_events  # noqa: E402
+from connectors.kafka.topics import TopicSpec, ensure_topics  # noqa: E402
+from connectors.sdk.producer import EventProducer  # noqa: E402
+from connectors.sdk.subscriber import Subscriber  # noqa: E402
+from streamrec.harness import WorkerProcess  # noqa: E402
 from streamrec.settings import Settings  # noqa: E402
-from tests.integration.workers import WorkerProcess  # noqa: E402
 
 LATENCY_GOAL_S = 0.05  # the p99 goal at 1,000 events/s
 BEAUTY = REPO.parent / "shared" / "datasets" / "amazon-beauty-s3rec" / "Beauty.txt"
@@ -142,7 +142,7 @@ def fresh_env(settings: Settings, tag: str) -> dict[str, str]:
 
 def produce_all(bootstrap: str, topic: str, events: list[dict], rate: float | None = None) -> None:
     """Produce events, paced at ``rate`` per second when given."""
-    from connectors.pacing import Pacer
+    from connectors.sdk.pacing import Pacer
 
     pace = Pacer(rate, burst=10) if rate else None
     with EventProducer(bootstrap, topic) as producer:

@@ -19,16 +19,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from connectors.producer import RecordProducer
-from connectors.replay import (
+from connectors.kafka.producer import RecordProducer
+from connectors.kafka.topics import TopicSpec, delete_topics, ensure_topics
+from connectors.replay.history import (
     RangeReader,
     ReplayRange,
     TargetWriter,
     copy_range,
     resolve_offset_range,
 )
-from connectors.replay_ranges import partition_count
-from connectors.topics import TopicSpec, delete_topics, ensure_topics
+from connectors.replay.ranges import partition_count
 from schemas import default_codec
 from streamrec.settings import load_settings
 

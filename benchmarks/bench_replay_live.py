@@ -28,8 +28,8 @@ from benchmarks.bench_pipeline import (  # noqa: E402
     produce_all,
     summary,
 )
+from streamrec.harness import WorkerProcess  # noqa: E402
 from streamrec.settings import Settings  # noqa: E402
-from tests.integration.workers import WorkerProcess  # noqa: E402
 
 # (name, --rate); the 5k cap keeps the replay running through the whole phase.
 CASES = (("capped_5k", 5_000.0), ("capped_default_20k", 20_000.0), ("uncapped", 0.0))

@@ -24,11 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_pipeline import bench_workspace, fresh_env, interleaved_events  # noqa: E402
-from connectors.pacing import Pacer  # noqa: E402
-from connectors.producer import EventProducer  # noqa: E402
-from connectors.subscriber import Subscriber  # noqa: E402
+from connectors.sdk.pacing import Pacer  # noqa: E402
+from connectors.sdk.producer import EventProducer  # noqa: E402
+from connectors.sdk.subscriber import Subscriber  # noqa: E402
+from streamrec.harness import WorkerProcess  # noqa: E402
 from streamrec.settings import Settings  # noqa: E402
-from tests.integration.workers import WorkerProcess  # noqa: E402
 
 
 def second_model(model: Path, work: Path) -> Path:

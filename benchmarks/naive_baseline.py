@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from confluent_kafka import Consumer
 
-from connectors.producer import RecordProducer
+from connectors.kafka.producer import RecordProducer
 from model.artifact import load_artifact
 from model.network import SASRec
 from schemas import default_codec

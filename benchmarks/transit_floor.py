@@ -15,8 +15,8 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.producer import producer_config
-from connectors.topics import TopicSpec, ensure_topics
+from connectors.kafka.producer import producer_config
+from connectors.kafka.topics import TopicSpec, ensure_topics
 
 
 def _forward(bootstrap: str, source: str, target: str, partitions: int, stop) -> None:  # noqa: ANN001

@@ -1,6 +1,6 @@
 """Incremental training on a stream of TrainingSamples: buffer, warm start, held-out comparison.
 
-The public-side trainer (``connectors.trainer_loop``) feeds decoded samples into a
+The public-side trainer (``connectors.training.loop``) feeds decoded samples into a
 ``SampleBuffer``, which deduplicates them by ``sample_id``, keeps each pseudonym's events ordered
 by ``seq`` and numbers every consumed record (its *arrival*). A window is trained by
 ``train_candidate``: it warm-starts from the parent artifact, grows the item vocabulary (old

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from connectors.anonymizer import Anonymizer
+from connectors.privacy.anonymizer import Anonymizer
 from streamrec.settings import Settings
 
 if TYPE_CHECKING:
-    from connectors.model_store import S3Options
-    from connectors.object_store import ArtifactStore
+    from connectors.releases.store import ArtifactStore, S3Options
 
 
 def anonymizer_for(settings: Settings) -> Anonymizer:
@@ -24,7 +23,7 @@ def anonymizer_for(settings: Settings) -> Anonymizer:
 
 def s3_options_for(settings: Settings) -> S3Options:
     """Endpoint and region of s3:// model stores (credentials: the standard AWS chain)."""
-    from connectors.model_store import S3Options
+    from connectors.releases.store import S3Options
 
     return S3Options(endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
 
@@ -32,7 +31,7 @@ def s3_options_for(settings: Settings) -> S3Options:
 def model_store_for(settings: Settings, location: str | None = None) -> ArtifactStore:
     """The trainer's model store (STREAMREC_MODEL_STORE, or ``location``): a directory or an
     s3:// bucket whose artifacts are staged under ``settings.artifact_dir``."""
-    from connectors.object_store import open_store
+    from connectors.releases.store import open_store
 
     return open_store(location or settings.model_store, settings.artifact_dir,
                       s3_options_for(settings))

@@ -20,14 +20,14 @@ from pathlib import Path
 from confluent_kafka import Consumer
 from rich.table import Table
 
-from connectors.datasets import read_events
-from connectors.model_store import PrivateModels
-from connectors.pacing import Pacer
-from connectors.producer import EventProducer
-from connectors.replay_ranges import partition_count, watermarks
-from connectors.signing import generate_keypair
-from connectors.subscriber import Subscriber
-from connectors.synthetic import SyntheticConfig, generate_events
+from connectors.datasets.readers import read_events
+from connectors.datasets.synthetic import SyntheticConfig, generate_events
+from connectors.releases.registry import PrivateModels
+from connectors.releases.signing import generate_keypair
+from connectors.replay.ranges import partition_count, watermarks
+from connectors.sdk.pacing import Pacer
+from connectors.sdk.producer import EventProducer
+from connectors.sdk.subscriber import Subscriber
 from streamrec.errors import StreamrecError
 from streamrec.settings import Settings
 

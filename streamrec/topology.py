@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.topics import TopicSpec, ensure_topics
+from connectors.kafka.topics import TopicSpec, ensure_topics
 from streamrec.settings import Settings
 
 COMPACTED = {"cleanup.policy": "compact"}

@@ -168,7 +168,7 @@ def create_worker(settings: Any) -> Worker:
         metrics.events_dead_lettered.labels(dead["stage"]).inc()
         log.warning("dead-lettered %s[%s]@%s at %s: %s", dead["topic"], dead["partition"],
                     dead["offset"], dead["stage"], dead["reason"][:200])
-        # Always fits one message (connectors.dead_letters cuts key and value to fit).
+        # Always fits one message (connectors.kafka.dead_letters cuts key and value to fit).
         output.produce(settings.dlq_topic, dead["key"], codec.encode("dead_letter", dead))
 
     def process(incoming: list[Incoming]) -> Coroutine[Any, Any, None]:

@@ -30,7 +30,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from faust.types import TP
 from rocksdict import WriteBatch
 
-from connectors.producer import DeliveryError, ProducerId, producer_config
+from connectors.kafka.producer import DeliveryError, ProducerId, producer_config
 
 log = logging.getLogger("streamrec.worker.output")
 

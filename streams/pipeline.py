@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from connectors.dead_letters import dead_letter
-from connectors.events import record_problem
+from connectors.kafka.dead_letters import dead_letter
+from connectors.sdk.events import record_problem
 from schemas import Codec, DecodeError
 from streams.partitioning import FIX, KeyPartitions
 from streams.popularity import DecayedPopularity

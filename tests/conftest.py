@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.topics import TopicSpec, ensure_topics
+from connectors.kafka.topics import TopicSpec, ensure_topics
 from streamrec.broker import KafkaDistribution, LocalCluster, start_clusters
 from streamrec.settings import Settings
 
@@ -161,7 +161,7 @@ def s3() -> Iterator[S3Service]:
 @pytest.fixture
 def bucket_factory(s3: S3Service, unique) -> Iterator[Callable[[], str]]:
     """Create fresh buckets on ``s3``; they are emptied and removed after the test."""
-    from connectors.object_store import S3Options, s3_client
+    from connectors.releases.store import S3Options, s3_client
 
     client = s3_client(S3Options(s3.endpoint, "us-east-1"))
     made: list[str] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.datasets import read_events
+from connectors.datasets.readers import read_events
 
 USERS = 300
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from connectors.audit import Detector, audit_cluster
-from connectors.datasets import read_events
-from connectors.producer import EventProducer
-from connectors.replay_ranges import partition_count
-from connectors.topics import TopicSpec, ensure_topics
+from connectors.datasets.readers import read_events
+from connectors.kafka.topics import TopicSpec, ensure_topics
+from connectors.privacy.audit import Detector, audit_cluster
+from connectors.replay.ranges import partition_count
+from connectors.sdk.producer import EventProducer
 from schemas import default_codec
+from streamrec.harness import WorkerProcess
 from tests.integration.test_replay import read_all
-from tests.integration.workers import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CODEC = default_codec()

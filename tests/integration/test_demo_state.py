@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from connectors.topics import TopicSpec, ensure_topics
+from connectors.kafka.topics import TopicSpec, ensure_topics
 from streamrec import demo
 from streamrec.settings import Settings
 

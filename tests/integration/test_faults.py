@@ -15,15 +15,16 @@ from collections import Counter
 import pytest
 from confluent_kafka import Producer
 
-from connectors.producer import EventProducer, producer_config
-from connectors.subscriber import Subscriber
+from connectors.kafka.producer import producer_config
+from connectors.sdk.producer import EventProducer
+from connectors.sdk.subscriber import Subscriber
 from schemas import default_codec
+from streamrec.harness import WorkerProcess, http_get
 from tests.integration.test_worker import (
     _await_recommendations,
     _last_event_per_user,
     _paced_produce,
 )
-from tests.integration.workers import WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CODEC = default_codec()

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from connectors.anonymizer import Anonymizer
-from connectors.datasets import read_events
-from connectors.object_store import LocalStore
-from connectors.producer import producer_config
-from connectors.releases import (
+from connectors.datasets.readers import read_events
+from connectors.kafka.producer import producer_config
+from connectors.kafka.topics import TopicSpec, ensure_topics
+from connectors.privacy.anonymizer import Anonymizer
+from connectors.releases.records import (
     OFFSET_FROM,
     OFFSET_UNTIL,
     Release,
@@ -30,15 +30,15 @@ from connectors.releases import (
     read_releases,
     signed_release,
 )
-from connectors.signing import generate_keypair
-from connectors.topics import TopicSpec, ensure_topics
-from connectors.trainer_loop import Trainer, TrainerConfig
+from connectors.releases.signing import generate_keypair
+from connectors.releases.store import LocalStore
+from connectors.training.loop import Trainer, TrainerConfig
 from model.artifact import load_artifact
 from model.config import ModelConfig, TrainConfig
 from model.incremental import SampleBuffer, heldout_metrics, train_candidate
 from model.scorer import Scorer
 from schemas import default_codec
-from tests.integration.workers import WorkerProcess, http_get
+from streamrec.harness import WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 USERS = 4000  # YooChoose sessions: about 16k clicks
@@ -176,7 +176,7 @@ def test_a_killed_trainer_resumes_without_skipping_or_repeating(kafka, loop, cli
                     STREAMREC_RELEASES_TOPIC=f"rel-kill-{time.time_ns()}",
                     STREAMREC_MODEL_STORE=str(tmp_path / "store"),
                     STREAMREC_SIGNING_KEY_PATH=str(loop["root"] / "trainer.key"))
-    args = [sys.executable, "-m", "streamrec.cmd_follow", *FOLLOW_ARGS, "--window-clicks",
+    args = [sys.executable, "-m", "streamrec.cli.follow", *FOLLOW_ARGS, "--window-clicks",
             str(len(stream) // 4 + 1), "--window-seconds", "3", "--idle-exit", "4"]
     log = tmp_path / "first.log"
     with log.open("wb") as out:

@@ -15,9 +15,9 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from connectors.anonymizer import Anonymizer
-from connectors.mirror import Mirror, MirrorConfig, MirrorError
-from connectors.producer import RecordProducer
+from connectors.kafka.producer import RecordProducer
+from connectors.mirror.transfer import Mirror, MirrorConfig, MirrorError
+from connectors.privacy.anonymizer import Anonymizer
 from schemas import default_codec
 
 pytestmark = pytest.mark.integration

@@ -9,15 +9,15 @@ from collections import Counter
 import pytest
 from confluent_kafka import Producer
 
-from connectors.events import parse_event
-from connectors.subscriber import Subscriber
+from connectors.sdk.events import parse_event
+from connectors.sdk.subscriber import Subscriber
 from schemas import default_codec
+from streamrec.harness import WorkerProcess, http_get
 from streams.partitioning import KeyPartitions
 from tests.integration.test_worker import (
     _await_recommendations,
     _last_event_per_user,
 )
-from tests.integration.workers import WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CODEC = default_codec()

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from connectors.anonymizer import Anonymizer
-from connectors.events import Event
-from connectors.producer import EventProducer, RecordProducer
-from connectors.subscriber import Subscriber
+from connectors.kafka.producer import RecordProducer
+from connectors.privacy.anonymizer import Anonymizer
+from connectors.sdk.events import Event
+from connectors.sdk.producer import EventProducer
+from connectors.sdk.subscriber import Subscriber
 from schemas import default_codec
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,11 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors.events import Event
-from connectors.producer import DeliveryError, EventProducer
-from connectors.subscriber import Subscriber
-from connectors.topics import TopicError, TopicSpec, ensure_topics
+from connectors.kafka.producer import DeliveryError
+from connectors.kafka.topics import TopicError, TopicSpec, ensure_topics
+from connectors.sdk.events import Event
+from connectors.sdk.producer import EventProducer
+from connectors.sdk.subscriber import Subscriber
 
 pytestmark = pytest.mark.integration
 

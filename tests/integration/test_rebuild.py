@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from connectors.datasets import read_events
-from connectors.producer import EventProducer
-from connectors.rebuild import RebuildError, commit_positions, group_members
-from connectors.replay_writer import committed_positions
-from connectors.topics import TopicSpec, ensure_topics
+from connectors.datasets.readers import read_events
+from connectors.kafka.topics import TopicSpec, ensure_topics
+from connectors.replay.writer import committed_positions
+from connectors.sdk.producer import EventProducer
 from schemas import default_codec
+from streamrec.harness import WorkerProcess, http_get
+from streams.offline.rebuild import RebuildError, commit_positions, group_members
 from tests.integration.test_replay import read_all
-from tests.integration.workers import WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CODEC = default_codec()

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from connectors.producer import RecordProducer
-from connectors.replay import (
+from connectors.kafka.producer import RecordProducer
+from connectors.replay.history import (
     ORIGIN_OFFSET,
     ORIGIN_PARTITION,
     ORIGIN_TIMESTAMP,
@@ -24,8 +24,8 @@ from connectors.replay import (
     copy_range,
     resolve_offset_range,
 )
-from connectors.replay_ranges import partition_count
-from connectors.replay_spec import format_ms
+from connectors.replay.ranges import partition_count
+from connectors.replay.spec import format_ms
 from schemas import default_codec
 
 pytestmark = pytest.mark.integration

@@ -12,14 +12,14 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from connectors.anonymizer import Anonymizer
-from connectors.model_sync import ModelSync, SyncConfig, SyncStats
-from connectors.object_store import S3Options, S3Store, s3_client
-from connectors.producer import producer_config
-from connectors.releases import read_releases
-from connectors.signing import generate_keypair
-from connectors.topics import TopicSpec, ensure_topics
-from connectors.trainer_loop import Trainer, TrainerConfig
+from connectors.kafka.producer import producer_config
+from connectors.kafka.topics import TopicSpec, ensure_topics
+from connectors.privacy.anonymizer import Anonymizer
+from connectors.releases.records import read_releases
+from connectors.releases.signing import generate_keypair
+from connectors.releases.store import S3Options, S3Store, s3_client
+from connectors.releases.sync import ModelSync, SyncConfig, SyncStats
+from connectors.training.loop import Trainer, TrainerConfig
 from model.config import ModelConfig, TrainConfig
 from schemas import default_codec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from connectors.topics import TopicSpec, describe_topic_config, ensure_topics
+from connectors.kafka.topics import TopicSpec, describe_topic_config, ensure_topics
 from streamrec.settings import Settings
 from streamrec.topology import ensure_private_topics
 

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors.events import parse_event
-from connectors.producer import EventProducer, RecordProducer
-from connectors.subscriber import Subscriber
-from connectors.topics import TopicSpec, ensure_topics
+from connectors.kafka.producer import RecordProducer
+from connectors.kafka.topics import TopicSpec, ensure_topics
+from connectors.sdk.events import parse_event
+from connectors.sdk.producer import EventProducer
+from connectors.sdk.subscriber import Subscriber
+from streamrec.harness import WorkerProcess, http_get
 from streams.metrics import STAGES
-from tests.integration.workers import WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

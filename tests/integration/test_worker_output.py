@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors.producer import DeliveryError
-from connectors.topics import TopicSpec, ensure_topics
+from connectors.kafka.producer import DeliveryError
+from connectors.kafka.topics import TopicSpec, ensure_topics
 from streams.output import Delivery, WorkerOutput
 from streams.reader import STATS_INTERVAL_MS, EventReader
 

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["model.scorer", "model.artifact", "model.tokens", "model.evaluate", "streamrec.cmd_model"],
+    ["model.scorer", "model.artifact", "model.tokens", "model.evaluate", "streamrec.cli.model"],
 )
 def test_module_does_not_import_torch(module: str) -> None:
     code = f"import {module}, sys; assert 'torch' not in sys.modules, 'torch imported'"

@@ -88,7 +88,7 @@ def _sample(rng: random.Random) -> dict:
 
 
 def test_sample_bytes_equal_the_codec_on_random_and_real_samples() -> None:
-    from connectors.anonymizer import Anonymizer
+    from connectors.privacy.anonymizer import Anonymizer
 
     codec = default_codec()
     writer = SampleWriter(codec)

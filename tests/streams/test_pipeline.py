@@ -179,7 +179,7 @@ def test_older_events_read_again_get_no_recommendation() -> None:
 
 
 def test_a_dead_letter_always_fits_one_message() -> None:
-    from connectors.dead_letters import MAX_KEPT_BYTES, dead_letter
+    from connectors.kafka.dead_letters import MAX_KEPT_BYTES, dead_letter
 
     value, key = b"v" * 1_100_000, b"k" * 900_000
     letter = dead_letter(stage="decode", reason="r" * 10_000, error_type="DecodeError",

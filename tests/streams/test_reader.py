@@ -16,7 +16,7 @@ from faust.types import TP
 
 from streams.intake import BatchIntake
 from streams.reader import EventReader, ReaderError, _usable
-from tests.test_intake import Bookkeeping
+from tests.streams.test_intake import Bookkeeping
 
 TOPIC = "events"
 
