@@ -31,6 +31,7 @@ from faust.types import TP
 from rocksdict import WriteBatch
 
 from connectors.kafka.producer import DeliveryError, ProducerId, producer_config
+from streams.faust_adapter import table_database, table_databases
 
 log = logging.getLogger("streamrec.worker.output")
 
@@ -78,8 +79,7 @@ class TableStore:
         output.track(self)
 
     def _db(self, partition: int):  # noqa: ANN202 - rocksdict.Rdict
-        # Faust opens (or reuses) the store of that partition; private, pinned to Faust 0.15.
-        return self.table.data._db_for_partition(partition)
+        return table_database(self.table, partition)  # Faust opens (or reuses) it
 
     def get(self, key: str, partition: int) -> bytes | None:
         """The stored (or staged) value of ``key`` in ``partition`` (None if absent)."""
@@ -92,7 +92,7 @@ class TableStore:
     def find(self, key: str) -> bytes | None:
         """The value of ``key`` in whichever of this worker's partitions holds it."""
         raw_key = key.encode()
-        for db in list(self.table.data._dbs.values()):
+        for db in table_databases(self.table):
             value = db.get(raw_key)
             if value is not None:
                 return value

@@ -137,16 +137,37 @@ class BatchProcessor:
         latest recommendation is still caused by the user's last event.
         """
         result = BatchResult()
-        clicked: list[str] = []
-        changed: set[str] = set()
+        decoded = self.decode(batch, result)
+        self.apply_decoded(decoded, store, result, batch)
+        return result
+
+    def decode(self, batch: Sequence[Incoming], result: BatchResult
+               ) -> list[tuple[Incoming, dict[str, Any]]]:
+        """Stage 1: each record's event, in batch order; a record that cannot be decoded, or
+        whose event is unusable or on the wrong partition, goes to ``result`` instead."""
+        decoded = []
         for msg in batch:
             event = self._decode(msg, result)
-            if event is None:
-                continue
+            if event is not None:
+                decoded.append((msg, event))
+        return decoded
+
+    def apply_decoded(self, decoded: Sequence[tuple[Incoming, dict[str, Any]]],
+                      store: StateStore, result: BatchResult,
+                      batch: Sequence[Incoming] = ()) -> None:
+        """Stage 2: apply decoded events to user state (see ``apply``); ``batch``, the records
+        they came from, keeps the dead letters in record order."""
+        clicked: list[str] = []
+        changed: set[str] = set()
+        refused = len(result.dead_letters)
+        for msg, event in decoded:
             try:
                 self._apply_one(msg, event, store, result, clicked, changed)
             except Exception as exc:  # noqa: BLE001 - the record is dead-lettered, not lost
                 result.dead_letters.append(self.dead(msg, "process", f"{exc}", exc))
+        if 0 < refused < len(result.dead_letters) and batch:
+            position = {(m.partition, m.offset): i for i, m in enumerate(batch)}
+            result.dead_letters.sort(key=lambda d: position.get((d["partition"], d["offset"]), 0))
         for user in changed:
             pending = result.pending[user]
             try:
@@ -158,7 +179,6 @@ class BatchProcessor:
                     pending.msg, "write", f"user state not written: {exc}", exc))
                 del result.pending[user]
         self.popularity.add(clicked)
-        return result
 
     def _apply_one(self, msg: Incoming, event: dict[str, Any], store: StateStore,
                    result: BatchResult, clicked: list[str], changed: set[str]) -> None:

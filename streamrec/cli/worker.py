@@ -24,12 +24,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     ensure_private_topics(settings)
     from faust.worker import Worker as FaustWorker
 
+    from streamrec.components import anonymizer_for
     from streams.app import create_worker
 
     # Kafka I/O threads and the scorer thread hand the GIL back and forth on every socket call;
     # a short switch interval keeps the event loop from waiting 5 ms for each hand-over.
     sys.setswitchinterval(0.0005)
-    worker = create_worker(settings)
+    worker = create_worker(settings, anonymizer_for(settings))
     logging.getLogger("streamrec").setLevel(settings.log_level.upper())
     FaustWorker(worker.app, loglevel=settings.log_level.upper(), quiet=True,
                 redirect_stdouts=False).execute_from_commandline()
