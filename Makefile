@@ -31,8 +31,9 @@ test: $(STAMP) ## Run every test (starts real local Kafka clusters for the integ
 test-unit: $(STAMP) ## Run the tests that need no broker
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff over the code
+lint: $(STAMP) ## ruff over the code, and the import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 broker-start: $(STAMP) ## Start the local private and public Kafka clusters
 	$(VENV)/bin/streamrec broker start

@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_pipeline import fresh_env as pipeline_env  # noqa: E402
+from benchmarks.workload import fresh_env as pipeline_env  # noqa: E402
 from connectors.sdk.pacing import Pacer  # noqa: E402
 from connectors.sdk.producer import EventProducer  # noqa: E402
 from connectors.sdk.subscriber import Subscriber  # noqa: E402

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -42,132 +40,20 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.cores import CoreSplit, listening_pids, split_cores  # noqa: E402
 from benchmarks.transit_floor import floor_latency  # noqa: E402
-from connectors.datasets.readers import read_events  # noqa: E402
-from connectors.kafka.topics import TopicSpec, ensure_topics  # noqa: E402
-from connectors.sdk.producer import EventProducer  # noqa: E402
-from connectors.sdk.subscriber import Subscriber  # noqa: E402
+from benchmarks.workload import (  # noqa: E402
+    RssSampler,
+    bench_workspace,
+    fresh_env,
+    interleaved_events,
+    latencies_at_rate,
+    produce_all,
+    summary,
+    warm_up_events,
+)
 from streamrec.harness import WorkerProcess  # noqa: E402
 from streamrec.settings import Settings  # noqa: E402
 
 LATENCY_GOAL_S = 0.05  # the p99 goal at 1,000 events/s
-BEAUTY = REPO.parent / "shared" / "datasets" / "amazon-beauty-s3rec" / "Beauty.txt"
-
-
-def interleaved_events(limit: int, seed: int = 7) -> list[dict]:
-    """Beauty events with users interleaved round-robin (each user's order kept)."""
-    per_user: dict[str, list[dict]] = defaultdict(list)
-    for event in read_events("s3rec", BEAUTY):
-        event.pop("timestamp", None)
-        per_user[event["user_id"]].append(event)
-    queues = list(per_user.values())
-    random.Random(seed).shuffle(queues)
-    out: list[dict] = []
-    while queues and len(out) < limit:
-        queues = [q for q in queues if q]
-        for queue in queues:
-            out.append(queue.pop(0))
-            if len(out) >= limit:
-                break
-    return out
-
-
-def warm_up_events(count: int = 200) -> list[dict]:
-    """Events of users the measured runs never see (fresh ids, real Beauty items)."""
-    return [dict(e, user_id=f"warm-up-{e['user_id']}") for e in interleaved_events(count, seed=3)]
-
-
-def ensure_model(path: Path | None, work: Path) -> Path:
-    """The given artifact, or a Beauty model trained once with the demo preset."""
-    if path is not None:
-        return path
-    out = work / "beauty-model"
-    if not (out / "metadata.json").exists():
-        data = work / "beauty-events.jsonl"
-        data.write_text("".join(json.dumps(e) + "\n" for e in read_events("s3rec", BEAUTY)))
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "streamrec",
-                "train",
-                "--dataset",
-                str(data),
-                "--format",
-                "events",
-                "--out",
-                str(out),
-                "--preset",
-                "demo",
-                "--overwrite",
-            ],
-            check=True,
-            capture_output=True,
-        )
-    return out
-
-
-def bench_workspace(model: Path | None) -> tuple[Settings, Path, Path]:
-    """Settings, the benchmarks' work directory (made if missing) and the model to serve."""
-    settings = Settings()
-    work = settings.data_dir.resolve() / "bench"
-    work.mkdir(parents=True, exist_ok=True)
-    return settings, work, ensure_model(model, work)
-
-
-def fresh_env(settings: Settings, tag: str) -> dict[str, str]:
-    """Environment for a worker on fresh topics and a fresh consumer group."""
-    import os
-
-    suffix = f"{tag}-{int(time.time() * 1000) % 10**9}"
-    env = dict(
-        os.environ,
-        STREAMREC_EVENTS_TOPIC=f"bench-events-{suffix}",
-        STREAMREC_RECOMMENDATIONS_TOPIC=f"bench-recs-{suffix}",
-        STREAMREC_DLQ_TOPIC=f"bench-dlq-{suffix}",
-        # Samples are written as in production, but never into the real pipeline's topic.
-        STREAMREC_SAMPLES_TOPIC=f"bench-samples-{suffix}",
-        STREAMREC_APP_ID=f"bench-{suffix}",
-        STREAMREC_PRIVATE_BOOTSTRAP=settings.private_servers,
-    )
-    ensure_topics(
-        settings.private_servers,
-        [
-            TopicSpec(env["STREAMREC_EVENTS_TOPIC"], settings.partitions),
-            TopicSpec(env["STREAMREC_RECOMMENDATIONS_TOPIC"], settings.partitions),
-            TopicSpec(env["STREAMREC_SAMPLES_TOPIC"], settings.partitions),
-        ],
-    )
-    return env
-
-
-def produce_all(bootstrap: str, topic: str, events: list[dict], rate: float | None = None) -> None:
-    """Produce events, paced at ``rate`` per second when given."""
-    from connectors.sdk.pacing import Pacer
-
-    pace = Pacer(rate, burst=10) if rate else None
-    with EventProducer(bootstrap, topic) as producer:
-        if pace:
-            producer.look_up(topic)
-        for event in events:
-            if pace:
-                pace()
-            producer.send(event)
-
-
-class RssSampler(threading.Thread):
-    """Samples a process's resident memory until stopped; keeps the peak."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.proc, self.peak, self.running = psutil.Process(pid), 0, True
-
-    def run(self) -> None:
-        while self.running:
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.2)
 
 
 def worker_throughput(settings: Settings, model: Path, events: list[dict], work: Path) -> dict:
@@ -218,53 +104,6 @@ def faust_ceiling(settings: Settings, topic: str, events: int, work: Path) -> di
     subprocess.run([sys.executable, "-m", "faust", "-A", "benchmarks.faust_ceiling", "worker",
                     "-l", "warn"], env=env, capture_output=True, timeout=900, cwd=REPO)
     return json.loads(out.read_text()) if out.exists() else {"error": "did not finish"}
-
-
-def latencies_at_rate(bootstrap: str, env: dict, events: list[dict], rate: float,
-                      measuring: Callable[[], None] | None = None) -> list[float]:
-    """Produce at ``rate`` and collect event→recommendation latencies seen by a subscriber.
-
-    ``measuring`` is called after the warm-up, just before the measured events are produced.
-    """
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def collect() -> None:
-        for rec in Subscriber(
-            bootstrap, env["STREAMREC_RECOMMENDATIONS_TOPIC"], should_stop=stop.is_set
-        ):
-            if not rec.value["user_id"].startswith("warm-up-"):
-                latencies.append(time.time() * 1000 - rec.value["cause_ingest_time"])
-
-    reader = threading.Thread(target=collect, daemon=True)
-    # Warm-up: a started worker's first events take longer (first scorer calls and fetches);
-    # these users are not measured (their recommendations arrive before the reader).
-    produce_all(bootstrap, env["STREAMREC_EVENTS_TOPIC"], warm_up_events(), rate)
-    time.sleep(3)
-    reader.start()
-    time.sleep(4)  # the subscriber joins its group before the first event
-    if measuring is not None:
-        measuring()
-    produce_all(bootstrap, env["STREAMREC_EVENTS_TOPIC"], events, rate)
-    time.sleep(5)
-    stop.set()
-    reader.join(10)
-    return latencies
-
-
-def summary(latencies: list[float], sent: int) -> dict:
-    """Percentiles of a latency sample (ms)."""
-    if not latencies:
-        return {"recommendations": 0, "events": sent}
-    qs = statistics.quantiles(latencies, n=100)
-    return {
-        "events": sent,
-        "recommendations": len(latencies),
-        "p50_ms": round(qs[49], 1),
-        "p95_ms": round(qs[94], 1),
-        "p99_ms": round(qs[98], 1),
-        "max_ms": round(max(latencies), 1),
-    }
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -421,6 +260,42 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def latency_runs(args: argparse.Namespace, settings: Settings, model: Path, paced: list[dict],
+                 work: Path) -> tuple[dict, dict]:
+    """The worker's latency runs: a warm-up run, then each kind of run ``--repeats`` times."""
+    # At the main rate, runs alternate with the same worker fetching through Faust's own client, and
+    # each percentile is the median over the runs (every run is kept in the JSON).
+    runs: dict[str, list[dict]] = {"librdkafka": [], "faust": []}
+    # One unmeasured run first: the first run on freshly started brokers was two to three times
+    # slower than the next ones whichever reader or part of the benchmark came first.
+    warm_up = worker_latency(settings, model, paced, args.rate, work)
+    # A third kind of run, interleaved with the others: the worker on cores of its own, as in
+    # production, with the brokers, the load generator and the subscriber on the rest.
+    split = split_cores(args.worker_cores) if args.worker_cores else None
+    cores = None if split is None else CoreSplit(
+        *split, listening_pids([settings.private_servers, settings.public_servers]))
+    own: list[dict] = []
+    for _ in range(args.repeats):
+        for reader in runs:
+            runs[reader].append(worker_latency(settings, model, paced, args.rate, work,
+                                               {"STREAMREC_EVENTS_READER": reader}))
+        if cores is not None:
+            with cores:
+                own.append(worker_latency(settings, model, paced, args.rate, work,
+                                          cpus=cores.worker_cpus))
+    worker = {"latency": median_of(runs["librdkafka"]),
+              "latency_faust_fetch": median_of(runs["faust"])}
+    if cores is not None:
+        worker["latency_own_cores"] = dict(median_of(own), **cores.describe())
+    worker["latency_by_rate"] = {
+        f"{rate:g}": worker_latency(
+            settings, model, interleaved_events(int(rate * args.latency_seconds), seed=11), rate,
+            work)
+        for rate in args.more_rates
+    }
+    return warm_up, worker
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both systems and print and write the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -452,37 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         "rate": args.rate,
         "catalogue_items": json.loads((model / "metadata.json").read_text())["config"]["n_items"],
     }
-    # Latency first, on brokers that are not still busy with the backlog runs' records. At the
-    # main rate, runs alternate with the same worker fetching through Faust's own client, and
-    # each percentile is the median over the runs (every run is kept in the JSON).
-    runs: dict[str, list[dict]] = {"librdkafka": [], "faust": []}
-    # One unmeasured run first: the first run on freshly started brokers was two to three times
-    # slower than the next ones whichever reader or part of the benchmark came first.
-    result["warm_up_run"] = worker_latency(settings, model, paced, args.rate, work)
-    # A third kind of run, interleaved with the others: the worker on cores of its own, as in
-    # production, with the brokers, the load generator and the subscriber on the rest.
-    split = split_cores(args.worker_cores) if args.worker_cores else None
-    cores = None if split is None else CoreSplit(
-        *split, listening_pids([settings.private_servers, settings.public_servers]))
-    own: list[dict] = []
-    for _ in range(args.repeats):
-        for reader in runs:
-            runs[reader].append(worker_latency(settings, model, paced, args.rate, work,
-                                               {"STREAMREC_EVENTS_READER": reader}))
-        if cores is not None:
-            with cores:
-                own.append(worker_latency(settings, model, paced, args.rate, work,
-                                          cpus=cores.worker_cpus))
-    result["worker"] = {"latency": median_of(runs["librdkafka"]),
-                        "latency_faust_fetch": median_of(runs["faust"])}
-    if cores is not None:
-        result["worker"]["latency_own_cores"] = dict(median_of(own), **cores.describe())
-    result["worker"]["latency_by_rate"] = {
-        f"{rate:g}": worker_latency(
-            settings, model, interleaved_events(int(rate * args.latency_seconds), seed=11), rate,
-            work)
-        for rate in args.more_rates
-    }
+    # Latency first, on brokers that are not still busy with the backlog runs' records.
+    result["warm_up_run"], result["worker"] = latency_runs(args, settings, model, paced, work)
     # The machine's floor: the same load through a forwarder that does nothing.
     result["floor"] = floor_latency(settings.private_servers, settings.partitions, paced,
                                     args.rate, warm_up_events())

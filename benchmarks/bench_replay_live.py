@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_pipeline import (  # noqa: E402
+from benchmarks.workload import (  # noqa: E402
     bench_workspace,
     fresh_env,
     interleaved_events,

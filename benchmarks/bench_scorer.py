@@ -183,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     return run(parse_args(argv))
 
 
+def child_command(args: argparse.Namespace, engine: str, artifact: Path) -> list[str]:
+    """The command line that times one engine on one artifact in a fresh process."""
+    return [sys.executable, __file__, "--child", engine, "--artifact", str(artifact),
+            "--batches", args.batches, "--k", str(args.k), "--repeats", str(args.repeats),
+            "--threads", str(args.threads), "--device", args.device]
+
+
 def run(args: argparse.Namespace) -> int:
     """Build an artifact per size, time every engine in a child process, print and save."""
     if args.child:
@@ -202,24 +209,7 @@ def run(args: argparse.Namespace) -> int:
         for size in [int(s) for s in args.sizes.split(",")]:
             artifact = make_artifact(size, Path(tmp))
             for engine in args.engines.split(","):
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    engine,
-                    "--artifact",
-                    str(artifact),
-                    "--batches",
-                    args.batches,
-                    "--k",
-                    str(args.k),
-                    "--repeats",
-                    str(args.repeats),
-                    "--threads",
-                    str(args.threads),
-                    "--device",
-                    args.device,
-                ]
+                cmd = child_command(args, engine, artifact)
                 done = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if done.returncode:
                     print(done.stderr, file=sys.stderr)

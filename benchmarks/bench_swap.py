@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_pipeline import bench_workspace, fresh_env, interleaved_events  # noqa: E402
+from benchmarks.workload import bench_workspace, fresh_env, interleaved_events  # noqa: E402
 from connectors.sdk.pacing import Pacer  # noqa: E402
 from connectors.sdk.producer import EventProducer  # noqa: E402
 from connectors.sdk.subscriber import Subscriber  # noqa: E402

@@ -40,7 +40,7 @@ def _forward(bootstrap: str, source: str, target: str, partitions: int, stop) ->
 def floor_latency(bootstrap: str, partitions: int, events: list[dict], rate: float,
                   warm_up: list[dict]) -> dict:
     """Percentiles (ms) of produce→receive through the do-nothing forwarder at ``rate``."""
-    from benchmarks.bench_pipeline import produce_all, summary
+    from benchmarks.workload import produce_all, summary
 
     tag = uuid.uuid4().hex[:8]
     source, target = f"bench-floor-in-{tag}", f"bench-floor-out-{tag}"
@@ -83,7 +83,7 @@ if __name__ == "__main__":  # a quick look: python -m benchmarks.transit_floor [
     import json
     import sys
 
-    from benchmarks.bench_pipeline import interleaved_events, warm_up_events
+    from benchmarks.workload import interleaved_events, warm_up_events
     from streamrec.settings import Settings
 
     settings = Settings()

@@ -1,4 +1,4 @@
-"""Every Faust, mode and aiokafka internal streamrec relies on still exists in the installed versions.
+"""Every Faust, mode and aiokafka internal streamrec relies on exists in the installed versions.
 
 ``streams.faust_adapter`` is the only module that touches them; its ``INTERNALS`` names each
 one. An upgrade that renames or removes one fails here, with the name, instead of failing the

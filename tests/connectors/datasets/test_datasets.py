@@ -12,13 +12,13 @@ import pytest
 
 from connectors.datasets.readers import (
     FORMATS,
-    JD_TEST_QUERY_MS,
     DatasetError,
     Event,
     EventSummary,
     MalformedRow,
     read_events,
 )
+from connectors.datasets.search_logs import JD_TEST_QUERY_MS
 from connectors.sdk.events import parse_event
 from streamrec.cli import main
 
