@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
@@ -25,6 +25,8 @@ MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 SCHEMA_DIR = Path(__file__).with_name("avro")
 _FILE_NAME = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
+
+T = TypeVar("T")
 
 
 class SchemaError(Exception):
@@ -149,6 +151,14 @@ class Codec:
                 f"{reader.full_name}: body does not decode with writer schema "
                 f"v{writer.version}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def write(self, record: Any) -> bytes:
+        """Encode a typed record (``schemas.records``) with the newest version of its schema."""
+        return self.encode(record.SCHEMA, record.to_record())
+
+    def read(self, kind: type[T], data: bytes | None) -> T:
+        """Decode bytes into the typed record ``kind`` (e.g. ``Recommendation``)."""
+        return kind.from_record(self.decode(kind.SCHEMA, data))  # type: ignore[attr-defined]
 
     def writer_of(self, data: bytes | None) -> SchemaVersion:
         """The schema version that wrote ``data`` (from its header)."""

@@ -26,6 +26,7 @@ from schemas.codec import (
     load_schema_file,
     schema_fingerprint,
 )
+from schemas.records import Recommendation
 
 WRITES = SCHEMA_DIR / "recommendation.v1.avsc"  # the one schema version this module writes
 SAMPLE_WRITES = SCHEMA_DIR / "training_sample.v1.avsc"
@@ -73,8 +74,14 @@ class RecommendationWriter:
             cached = self._ids[item_id] = avro_string(item_id)
         return cached
 
+    def write(self, rec: Recommendation) -> bytes:
+        """The single-object encoded bytes of a typed recommendation (``codec.write``'s)."""
+        return self.encode_fields(rec.user_id, rec.items, rec.model_version, rec.strategy,
+                                  rec.cause_event_id, rec.cause_event_time,
+                                  rec.cause_ingest_time, rec.produced_at)
+
     def encode(self, record: dict[str, Any]) -> bytes:
-        """The single-object encoded bytes of one recommendation record."""
+        """The single-object encoded bytes of one recommendation record (a dict)."""
         return self.encode_fields(
             record["user_id"], [(i["item_id"], i["score"]) for i in record["items"]],
             record["model_version"], record.get("strategy", "model"), record["cause_event_id"],

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from connectors.kafka.dead_letters import dead_letter
 from connectors.sdk.events import record_problem
 from schemas import Codec, DecodeError
+from schemas.records import DeadLetter, Recommendation
 from streams.partitioning import FIX, KeyPartitions
 from streams.popularity import DecayedPopularity
 from streams.user_state import UserState
@@ -95,7 +96,7 @@ class BatchResult:
     """What applying a batch produced."""
 
     pending: dict[str, Pending] = field(default_factory=dict)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)  # anonymised, for training
     forwards: list[tuple[Incoming, int]] = field(default_factory=list)  # misrouted, and where to
     misrouted: int = 0  # events on another partition than their key's (forwarded or dead)
@@ -167,7 +168,7 @@ class BatchProcessor:
                 result.dead_letters.append(self.dead(msg, "process", f"{exc}", exc))
         if 0 < refused < len(result.dead_letters) and batch:
             position = {(m.partition, m.offset): i for i, m in enumerate(batch)}
-            result.dead_letters.sort(key=lambda d: position.get((d["partition"], d["offset"]), 0))
+            result.dead_letters.sort(key=lambda d: position.get((d.partition, d.offset), 0))
         for user in changed:
             pending = result.pending[user]
             try:
@@ -231,14 +232,15 @@ class BatchProcessor:
                 return None
         return event
 
-    def dead(self, msg: Incoming, stage: str, reason: str, exc: Exception | None) -> dict:
+    def dead(self, msg: Incoming, stage: str, reason: str, exc: Exception | None) -> DeadLetter:
         """The dead letter of ``msg``, which failed at ``stage`` for ``reason``."""
         return dead_letter(stage=stage, reason=reason,
                            error_type=type(exc).__name__ if exc else "InvalidEvent",
                            value=msg.value, key=msg.key, topic=msg.topic,
                            partition=msg.partition, offset=msg.offset, source=self.source)
 
-    def recommend(self, pending: Sequence[Pending], scorer: Scorer | None) -> list[dict]:
+    def recommend(self, pending: Sequence[Pending], scorer: Scorer | None
+                  ) -> list[Recommendation]:
         """Recommendation records for these users: the model where it can, else popularity."""
         scoring = self.prepare(pending, scorer)
         if scoring.job is not None:
@@ -275,19 +277,13 @@ class BatchProcessor:
         return out
 
     @staticmethod
-    def record(scored: Scored) -> dict:
-        """The Recommendation record (schema ``recommendation``) of one result."""
+    def record(scored: Scored, produced_at: int | None = None) -> Recommendation:
+        """The Recommendation of one result (produced now, unless ``produced_at`` is given)."""
         p = scored.pending
-        return {
-            "user_id": p.user,
-            "items": [{"item_id": i, "score": float(s)} for i, s in scored.items],
-            "model_version": scored.version,
-            "strategy": scored.strategy,
-            "cause_event_id": p.cause["event_id"],
-            "cause_event_time": p.cause["timestamp"],
-            "cause_ingest_time": p.msg.timestamp,
-            "produced_at": int(time.time() * 1000),
-        }
+        return Recommendation(
+            p.user, scored.items, scored.version, scored.strategy, p.cause["event_id"],
+            p.cause["timestamp"], p.msg.timestamp,
+            int(time.time() * 1000) if produced_at is None else produced_at)
 
 
 def _semantic_problem(event: dict[str, Any], key: bytes | None) -> str | None:

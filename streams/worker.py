@@ -41,6 +41,7 @@ from typing import Any
 
 from schemas import Codec
 from schemas.fastpath import RecommendationWriter, SampleWriter
+from schemas.records import DeadLetter
 from streams.metrics import STAGES, WorkerMetrics
 from streams.output import Delivery, TableStore, WorkerOutput
 from streams.pipeline import BatchProcessor, BatchResult, Incoming, Pending, Scored, Scoring
@@ -87,7 +88,7 @@ class BatchWorker:
         self.topics = topics
         self.codec = codec
         self.pool = pool  # ONNX Runtime's thread (it releases the GIL)
-        self.encode_recommendation = RecommendationWriter(codec).encode_fields  # 3x the codec
+        self.encode_recommendation = RecommendationWriter(codec).write  # 3x codec.write
         self.encode_sample = SampleWriter(codec).encode  # the same bytes as the codec's
         self.stage = SimpleNamespace(**{n: metrics.batch_stage.labels(n) for n in STAGES})
 
@@ -175,11 +176,10 @@ class BatchWorker:
         recommendations topic); one the producer refuses is dead-lettered."""
         now_ms = int(time.time() * 1000)
         with self.output.counting(delivery):
-            for p, items, version, strategy in scored:
+            for result in scored:
+                p = result.pending
                 try:
-                    value = self.encode_recommendation(
-                        p.user, items, version, strategy, p.cause["event_id"],
-                        p.cause["timestamp"], p.msg.timestamp, now_ms)
+                    value = self.encode_recommendation(self.processor.record(result, now_ms))
                     self.latest.put(p.user, value, p.msg.partition)
                 except BufferError:
                     raise
@@ -197,11 +197,10 @@ class BatchWorker:
         self.output.persist_offsets()
         self.stage.settle.observe(time.perf_counter() - started)
 
-    def dead_letter(self, dead: dict) -> None:
+    def dead_letter(self, dead: DeadLetter) -> None:
         """Produce one dead letter (inside a batch's ``counting`` block)."""
-        self.metrics.events_dead_lettered.labels(dead["stage"]).inc()
-        log.warning("dead-lettered %s[%s]@%s at %s: %s", dead["topic"], dead["partition"],
-                    dead["offset"], dead["stage"], dead["reason"][:200])
+        self.metrics.events_dead_lettered.labels(dead.stage).inc()
+        log.warning("dead-lettered %s[%s]@%s at %s: %s", dead.topic, dead.partition,
+                    dead.offset, dead.stage, dead.reason[:200])
         # Always fits one message (connectors.kafka.dead_letters cuts key and value to fit).
-        self.output.produce(self.topics.dead_letters, dead["key"],
-                            self.codec.encode("dead_letter", dead))
+        self.output.produce(self.topics.dead_letters, dead.key, self.codec.write(dead))

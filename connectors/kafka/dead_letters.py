@@ -9,7 +9,8 @@ than ``MAX_KEPT_BYTES`` is cut to its first bytes, and ``truncated`` with the fu
 from __future__ import annotations
 
 import time
-from typing import Any
+
+from schemas.records import DeadLetter
 
 MAX_KEPT_BYTES = 256 * 1024  # of each of key and value; 512 KiB together, well under 1 MB
 MAX_REASON_CHARS = 2000
@@ -26,20 +27,17 @@ def dead_letter(
     partition: int = -1,
     offset: int = -1,
     source: str = "",
-) -> dict[str, Any]:
-    """A ``DeadLetter`` record ready for the codec (key and value cut to fit, if need be)."""
+) -> DeadLetter:
+    """The dead letter of a record (key and value cut to fit one message, if need be)."""
     truncated = any(b is not None and len(b) > MAX_KEPT_BYTES for b in (key, value))
     if len(reason) > MAX_REASON_CHARS:
         reason = reason[:MAX_REASON_CHARS - 3] + "..."
-    return {
-        "topic": topic, "partition": partition, "offset": offset,
-        "key": _kept(key), "value": _kept(value),
-        "stage": stage, "reason": reason, "error_type": error_type,
-        "failed_at": int(time.time() * 1000), "source": source,
-        "truncated": truncated,
-        "key_size": -1 if key is None else len(key),
-        "value_size": -1 if value is None else len(value),
-    }
+    return DeadLetter(
+        topic=topic, partition=partition, offset=offset, key=_kept(key), value=_kept(value),
+        stage=stage, reason=reason, error_type=error_type,
+        failed_at=int(time.time() * 1000), source=source, truncated=truncated,
+        key_size=-1 if key is None else len(key),
+        value_size=-1 if value is None else len(value))
 
 
 def _kept(data: bytes | None) -> bytes | None:

@@ -301,7 +301,7 @@ class Mirror:
             record = dead_letter(stage="mirror", reason=reason, error_type="PrivacyCheck",
                                  value=msg.value(), key=msg.key(), topic=msg.topic(),
                                  partition=msg.partition(), offset=msg.offset(), source="mirror")
-            self._dlq.produce(self.config.dlq_topic, self._codec.encode("dead_letter", record),
+            self._dlq.produce(self.config.dlq_topic, self._codec.write(record),
                               msg.key(), on_delivery=lambda err, _: err and failed.append(err))
         if self._dlq.flush(self.config.timeout_s) or failed:
             raise KafkaException(failed[0] if failed else KafkaError(

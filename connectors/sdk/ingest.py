@@ -134,4 +134,4 @@ def _send_dead_letter(producer: EventProducer, topic: str, bad: BadLine, source:
     record = dead_letter(stage="input", reason=f"line {bad.line_no}: {bad.reason}",
                          error_type="InvalidEvent", value=bad.raw,
                          source=f"produce:{source}:{bad.line_no}")
-    producer.produce(topic, None, producer.codec.encode("dead_letter", record))
+    producer.produce(topic, None, producer.codec.write(record))

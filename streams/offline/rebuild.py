@@ -312,7 +312,7 @@ class _Recommendations:
                  events_topic: str) -> None:
         self.processor, self.recommend, self.writer = processor, recommend, writer
         self.events_topic = events_topic
-        self.encode = RecommendationWriter(default_codec()).encode
+        self.encode = RecommendationWriter(default_codec()).write
         self.pending: list[Pending] = []
         self.written = 0
 

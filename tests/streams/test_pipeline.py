@@ -55,11 +55,11 @@ def test_bad_records_are_dead_lettered_with_origin_and_reason() -> None:
     result = _processor().apply(batch, DictStore())
     assert result.applied == 1 and list(result.pending) == ["u1"]
     decode, validate = result.dead_letters
-    assert (decode["stage"], decode["offset"], decode["value"], decode["key"]) == (
+    assert (decode.stage, decode.offset, decode.value, decode.key) == (
         "decode", 5, b"garbage", b"u9")
-    assert "not Avro" in decode["reason"] and decode["error_type"] == "DecodeError"
-    assert validate["stage"] == "validate" and "keyed by user id" in validate["reason"]
-    CODEC.encode("dead_letter", decode)  # the records fit the DeadLetter schema
+    assert "not Avro" in decode.reason and decode.error_type == "DecodeError"
+    assert validate.stage == "validate" and "keyed by user id" in validate.reason
+    CODEC.write(decode)  # the records fit the DeadLetter schema
 
 
 def test_a_user_with_several_events_in_a_batch_gets_one_request_for_the_last() -> None:
@@ -91,14 +91,14 @@ def test_without_a_model_users_get_stream_popularity_minus_their_own_items() -> 
     batch = [_msg(_event(f"v{n}", n, item=item), n) for n, item in enumerate(clicks)]
     result = proc.apply(batch, store)
     records = proc.recommend(list(result.pending.values()), scorer=None)
-    by_user = {r["user_id"]: r for r in records}
+    by_user = {r.user_id: r for r in records}
     # v0 clicked a; d and c have one click each, d the more recent one.
-    assert [i["item_id"] for i in by_user["v0"]["items"]] == ["b", "d", "c"]
-    assert [i["item_id"] for i in by_user["v6"]["items"]] == ["a", "b", "c"]  # v6 clicked d
-    assert {r["strategy"] for r in records} == {"popularity"}
+    assert [item for item, _ in by_user["v0"].items] == ["b", "d", "c"]
+    assert [item for item, _ in by_user["v6"].items] == ["a", "b", "c"]  # v6 clicked d
+    assert {r.strategy for r in records} == {"popularity"}
     rec = by_user["v3"]
-    assert rec["cause_event_id"] == "v3-3" and rec["cause_ingest_time"] == 1_800_000_000_003
-    CODEC.encode("recommendation", rec)
+    assert rec.cause_event_id == "v3-3" and rec.cause_ingest_time == 1_800_000_000_003
+    CODEC.write(rec)
 
 
 @pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (8, 7)])
@@ -115,7 +115,7 @@ def test_the_scorer_leaves_one_core_to_the_event_loop(monkeypatch: pytest.Monkey
 
 
 def _reasons(result) -> list[tuple[str, str]]:
-    return [(d["stage"], d["reason"]) for d in result.dead_letters]
+    return [(d.stage, d.reason) for d in result.dead_letters]
 
 
 @pytest.mark.parametrize(("change", "expected"), [
@@ -133,9 +133,9 @@ def test_records_beyond_the_documented_limits_are_dead_lettered_and_change_nothi
     result = proc.apply([_msg(bad, 1, key=bad["user_id"].encode()), _msg(_event("u2", 2, "b"), 2)],
                         store)
     assert [s for s, _ in _reasons(result)] == ["validate"]
-    assert expected in result.dead_letters[0]["reason"]
+    assert expected in result.dead_letters[0].reason
     assert list(result.pending) == ["u2"] and set(store.data) == {"u2"}
-    CODEC.encode("dead_letter", result.dead_letters[0])
+    CODEC.write(result.dead_letters[0])
 
 
 def test_a_record_without_a_key_is_dead_lettered_not_applied() -> None:
@@ -143,8 +143,8 @@ def test_a_record_without_a_key_is_dead_lettered_not_applied() -> None:
     msg = Incoming(None, CODEC.encode("user_event", event), "events", 0, 0, 1)
     result = _processor().apply([msg], DictStore())
     assert result.applied == 0 and not result.pending
-    assert result.dead_letters[0]["stage"] == "validate"
-    assert "no key" in result.dead_letters[0]["reason"]
+    assert result.dead_letters[0].stage == "validate"
+    assert "no key" in result.dead_letters[0].reason
 
 
 def test_a_step_that_raises_dead_letters_that_record_only() -> None:
@@ -160,7 +160,7 @@ def test_a_step_that_raises_dead_letters_that_record_only() -> None:
              _msg(_event("u1", 2, "c"), 2)]
     result = proc.apply(batch, store)
     assert _reasons(result) == [("process", "cannot anonymise this one")]
-    assert result.dead_letters[0]["error_type"] == "ValueError"
+    assert result.dead_letters[0].error_type == "ValueError"
     assert UserState.from_bytes(store.data["u1"]).items == ["a", "c"]
     assert result.applied == 2 and [s["seq"] for s in result.samples] == [0, 2]
     assert [m.offset for m in result.sampled] == [0, 2]
@@ -184,13 +184,12 @@ def test_a_dead_letter_always_fits_one_message() -> None:
     value, key = b"v" * 1_100_000, b"k" * 900_000
     letter = dead_letter(stage="decode", reason="r" * 10_000, error_type="DecodeError",
                          value=value, key=key, topic="events", partition=1, offset=7)
-    assert letter["truncated"] and (letter["value_size"], letter["key_size"]) == (1_100_000,
-                                                                                   900_000)
-    assert letter["value"] == value[:MAX_KEPT_BYTES] and letter["key"] == key[:MAX_KEPT_BYTES]
-    assert len(CODEC.encode("dead_letter", letter)) < 1_000_000 - 1024
+    assert letter.truncated and (letter.value_size, letter.key_size) == (1_100_000, 900_000)
+    assert letter.value == value[:MAX_KEPT_BYTES] and letter.key == key[:MAX_KEPT_BYTES]
+    assert len(CODEC.write(letter)) < 1_000_000 - 1024
     small = dead_letter(stage="decode", reason="r", error_type="E", value=b"ab", key=None)
-    assert not small["truncated"] and (small["value"], small["value_size"]) == (b"ab", 2)
-    assert small["key_size"] == -1
+    assert not small.truncated and (small.value, small.value_size) == (b"ab", 2)
+    assert small.key_size == -1
 
 
 def test_a_user_state_record_stays_under_its_bound() -> None:
@@ -219,9 +218,9 @@ def test_an_event_on_another_partition_than_its_keys_is_dead_lettered_or_forward
                           store)
     assert result.applied == 1 and not result.forwards
     (letter,) = result.dead_letters
-    assert letter["partition"] == wrong and letter["stage"] == "validate"
-    assert letter["reason"].startswith(f"misrouted: user 'u1' belongs on partition {right}, "
-                                       f"not {wrong}") and "murmur2_random" in letter["reason"]
+    assert letter.partition == wrong and letter.stage == "validate"
+    assert letter.reason.startswith(f"misrouted: user 'u1' belongs on partition {right}, "
+                                       f"not {wrong}") and "murmur2_random" in letter.reason
     forwarding = BatchProcessor(CODEC, top_k=3, history_len=10, buckets=lambda q: [len(q)],
                                 popularity=DecayedPopularity(), partitions=parts,
                                 forward_misrouted=True)
