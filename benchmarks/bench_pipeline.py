@@ -100,7 +100,7 @@ def faust_ceiling(settings: Settings, topic: str, events: int, work: Path) -> di
     out.unlink(missing_ok=True)
     env = dict(os.environ, CEILING_TOPIC=topic, CEILING_EVENTS=str(events),
                CEILING_OUT=str(out), CEILING_DIR=str(work / "ceiling"),
-               CEILING_BROKER=f"kafka://{settings.private_servers}", PYTHONPATH=str(REPO))
+               CEILING_BOOTSTRAP=settings.private_servers, PYTHONPATH=str(REPO))
     subprocess.run([sys.executable, "-m", "faust", "-A", "benchmarks.faust_ceiling", "worker",
                     "-l", "warn"], env=env, capture_output=True, timeout=900, cwd=REPO)
     return json.loads(out.read_text()) if out.exists() else {"error": "did not finish"}

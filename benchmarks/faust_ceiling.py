@@ -1,7 +1,8 @@
 """A Faust agent that only counts: the ceiling Faust's per-record path sets on this machine.
 
 Run by bench_pipeline.py as ``faust -A benchmarks.faust_ceiling worker`` with CEILING_TOPIC,
-CEILING_EVENTS and CEILING_OUT set; it writes the rate and exits when all events are taken.
+CEILING_EVENTS, CEILING_OUT, CEILING_DIR and CEILING_BOOTSTRAP set; it writes the rate and exits
+when all events are taken.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import faust
 
+from connectors.kafka.clients import faust_broker_settings
+
 TOPIC, TOTAL = os.environ["CEILING_TOPIC"], int(os.environ["CEILING_EVENTS"])
-app = faust.App(f"ceiling-{TOPIC}", broker=os.environ["CEILING_BROKER"], store="memory://",
-                web_enabled=False, key_serializer="raw", value_serializer="raw",
+app = faust.App(f"ceiling-{TOPIC}", **faust_broker_settings(os.environ["CEILING_BOOTSTRAP"]),
+                store="memory://", web_enabled=False, key_serializer="raw", value_serializer="raw",
                 consumer_auto_offset_reset="earliest", datadir=os.environ["CEILING_DIR"],
                 stream_buffer_maxsize=8192)
 topic = app.topic(TOPIC, key_type=bytes, value_type=bytes)

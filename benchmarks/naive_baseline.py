@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from confluent_kafka import Consumer
 
+from connectors.kafka.clients import consumer_config
 from connectors.kafka.producer import RecordProducer
 from model.artifact import load_artifact
 from model.network import SASRec
@@ -28,13 +29,10 @@ class NaiveLoop:
         self.max_len, self.k = artifact.config.max_len, k
         self.codec = default_codec()
         self.out_topic = env["STREAMREC_RECOMMENDATIONS_TOPIC"]
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": env["STREAMREC_APP_ID"],
-                "auto.offset.reset": "earliest",
-            }
-        )
+        # Committing as it reads (librdkafka's own default), as a naive consumer does.
+        self.consumer = Consumer(consumer_config(
+            bootstrap, env["STREAMREC_APP_ID"],
+            **{"auto.offset.reset": "earliest", "enable.auto.commit": True}))
         self.consumer.subscribe([env["STREAMREC_EVENTS_TOPIC"]])
         self.producer = RecordProducer(bootstrap)
         self.history: dict[str, list[int]] = {}

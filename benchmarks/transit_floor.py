@@ -15,13 +15,12 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.kafka.producer import producer_config
+from connectors.kafka.clients import consumer_config, producer_config
 from connectors.kafka.topics import TopicSpec, ensure_topics
 
 
 def _forward(bootstrap: str, source: str, target: str, partitions: int, stop) -> None:  # noqa: ANN001
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"floor-{source}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(consumer_config(bootstrap, f"floor-{source}"))
     consumer.assign([TopicPartition(source, p, 0) for p in range(partitions)])
     producer = Producer(producer_config(bootstrap, **{"linger.ms": 1}))  # as the worker's
     while not stop.is_set():
@@ -54,8 +53,7 @@ def floor_latency(bootstrap: str, partitions: int, events: list[dict], rate: flo
     done = threading.Event()
 
     def collect() -> None:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"floor-sub-{tag}",
-                             "enable.auto.commit": False})
+        consumer = Consumer(consumer_config(bootstrap, f"floor-sub-{tag}"))
         consumer.assign([TopicPartition(target, p, 0) for p in range(partitions)])
         while not done.is_set():
             msg = consumer.poll(0.1)

@@ -278,6 +278,8 @@ class LocalCluster:
         """Wait until the broker answers a metadata request; fail early if the JVM dies."""
         from confluent_kafka.admin import AdminClient
 
+        from connectors.kafka.clients import admin_config
+
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not _pid_alive(pid):
@@ -286,7 +288,7 @@ class LocalCluster:
                     f"{self.log_path}:\n{self.log_tail()}"
                 )
             if _port_is_open(self.port):
-                admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+                admin = AdminClient(admin_config(self.bootstrap, log_level=0))
                 try:
                     meta = admin.list_topics(timeout=2)
                     if meta.brokers:

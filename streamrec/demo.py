@@ -22,6 +22,7 @@ from rich.table import Table
 
 from connectors.datasets.readers import read_events
 from connectors.datasets.synthetic import SyntheticConfig, generate_events
+from connectors.kafka.clients import consumer_config
 from connectors.releases.registry import PrivateModels
 from connectors.releases.signing import generate_keypair
 from connectors.replay.ranges import partition_count, watermarks
@@ -165,8 +166,7 @@ def drop_stale_worker_state(settings: Settings) -> Path | None:
         return None
     topic = f"{settings.app_id}-user-state-changelog"
     partitions = partition_count(settings.private_servers, topic) or 0
-    consumer = Consumer({"bootstrap.servers": settings.private_servers,
-                         "group.id": "streamrec-demo-probe", "enable.auto.commit": False})
+    consumer = Consumer(consumer_config(settings.private_servers, "streamrec-demo-probe"))
     try:
         kept = sum(high for _, high in watermarks(consumer, topic, partitions).values())
     finally:

@@ -26,6 +26,7 @@ from typing import Any
 
 import faust
 
+from connectors.kafka.clients import faust_broker_settings
 from connectors.privacy.anonymizer import Anonymizer
 from schemas import default_codec
 from streams.faust_adapter import IntakeApp, consumer_built, read_offsets, table_databases
@@ -135,7 +136,7 @@ def build_app(settings: Any) -> IntakeApp:
     datadir.mkdir(parents=True, exist_ok=True)
     return IntakeApp(
         settings.app_id,
-        broker=[f"kafka://{s}" for s in settings.private_servers.split(",")],
+        **faust_broker_settings(settings.private_servers),
         store="rocksdb://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,

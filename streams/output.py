@@ -30,7 +30,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from faust.types import TP
 from rocksdict import WriteBatch
 
-from connectors.kafka.producer import DeliveryError, ProducerId, producer_config
+from connectors.kafka.clients import producer_config
+from connectors.kafka.producer import DeliveryError, ProducerId
 from streams.faust_adapter import table_database, table_databases
 
 log = logging.getLogger("streamrec.worker.output")

@@ -25,6 +25,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, Message, TopicPartition
 
+from connectors.kafka.clients import consumer_config
+
 log = logging.getLogger("streamrec.worker.reader")
 
 POLL_S = 0.05  # how long the reader thread waits in librdkafka before it looks at its orders
@@ -48,12 +50,10 @@ class EventReader:
                  config: dict[str, Any] | None = None) -> None:
         self.topic = topic
         self.max_buffered = max_buffered
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            # The workers' group, whose committed offsets it starts from when told to (``assign``);
-            # it never joins the group nor commits: the offsets are Faust's, committed by it.
-            "group.id": group,
-            "enable.auto.commit": False,
+        # The workers' group, whose committed offsets it starts from when told to (``assign``);
+        # it never joins the group nor commits (the consumer default): the offsets are Faust's,
+        # committed by it.
+        self._consumer = Consumer(consumer_config(bootstrap, group, **{
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
@@ -64,7 +64,7 @@ class EventReader:
             "statistics.interval.ms": STATS_INTERVAL_MS,
             "stats_cb": self._on_stats,
             **(config or {}),
-        })
+        }))
         self._marks: dict[int, tuple[int, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._arrived: deque[tuple[int, list[Message]]] = deque()

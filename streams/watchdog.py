@@ -24,6 +24,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from connectors.kafka.clients import consumer_config
+
 log = logging.getLogger("streamrec.worker.watchdog")
 
 WATCH_INTERVAL_S = 5.0
@@ -126,9 +128,7 @@ class _BrokerOffsets:
 
     def __init__(self, bootstrap: str, group: str, topic: str) -> None:
         self.topic = topic
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                                   "enable.auto.commit": False, "log_level": 0,
-                                   "logger": _SILENT})
+        self._consumer = Consumer(consumer_config(bootstrap, group, log_level=0, logger=_SILENT))
 
     def read(self, partitions: list[int]) -> tuple[dict[int, int], dict[int, int]]:
         tps = [TopicPartition(self.topic, p) for p in partitions]

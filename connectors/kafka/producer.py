@@ -1,9 +1,9 @@
 """Records to Kafka with librdkafka: idempotent, delivery reported, every failure counted.
 
-``RecordProducer`` is what every streamrec writer builds on (the SDK's event producer, the
-mirror, releases, replays, the worker's output); ``producer_config`` is the configuration they
-share (``enable.idempotence``, ``acks=all``: retries never duplicate or reorder a key's records
-within a partition).
+``RecordProducer`` is what the SDK's event producer and the benchmarks build on; it and every
+other streamrec producer (the mirror, releases, replays, the worker's output) take their settings
+from ``producer_config`` (``connectors.kafka.clients``, re-exported here): ``enable.idempotence``
+and ``acks=all``, so retries never duplicate or reorder a key's records within a partition.
 """
 
 from __future__ import annotations
@@ -16,30 +16,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from connectors.kafka.clients import producer_config
+
 
 class DeliveryError(Exception):
     """Some records were not acknowledged by the broker."""
 
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
-
-
-def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """librdkafka settings for an idempotent, batching producer."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        # Java's (and aiokafka's) partitioner, so Faust routes a user's key to the same partition.
-        "partitioner": "murmur2_random",
-        "acks": "all",
-        "linger.ms": 5,
-        "batch.num.messages": 10000,
-        "queue.buffering.max.messages": 500_000,
-        "queue.buffering.max.kbytes": 512 * 1024,
-        "message.timeout.ms": 60_000,
-    }
-    config.update(overrides)
-    return config
 
 
 STATS_INTERVAL_MS = 100  # how often librdkafka reports its state (``ProducerId`` reads it)

@@ -18,6 +18,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from connectors.kafka.clients import admin_config
+
 log = logging.getLogger("streamrec.topics")
 
 
@@ -36,7 +38,7 @@ class TopicSpec:
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0) -> list[str]:
     """Create the topics that do not exist; return their names; fail on a partition mismatch."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     existing = admin.list_topics(timeout=timeout_s).topics
     specs = list(specs)
     for spec in specs:
@@ -116,7 +118,7 @@ def describe_topic_config(admin: AdminClient, topic: str, timeout_s: float = 30.
 
 def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30.0) -> None:
     """Delete topics (tests and resets); missing ones are ignored."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     for _, future in admin.delete_topics(list(names), request_timeout=timeout_s).items():
         try:
             future.result()

@@ -40,8 +40,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from connectors.kafka.clients import consumer_config, producer_config
 from connectors.kafka.dead_letters import dead_letter
-from connectors.kafka.producer import producer_config
 from connectors.kafka.topics import TopicError, TopicSpec, ensure_topics
 from connectors.privacy.anonymizer import Anonymizer, coarsen_time
 from schemas import DecodeError, default_codec
@@ -175,8 +175,8 @@ class Mirror:
         if end == 0:
             return {}
         prefix = self._progress_key("")
-        reader = Consumer({**self._consumer_config(self.config.public_bootstrap),
-                           "enable.partition.eof": True})
+        reader = Consumer(self._consumer_config(self.config.public_bootstrap,
+                                                **{"enable.partition.eof": True}))
         try:
             reader.assign([tp])
             progress: dict[int, int] = {}
@@ -198,8 +198,8 @@ class Mirror:
 
     def _public_end(self, tp: TopicPartition) -> int:
         """The high watermark of a public partition, uncommitted records included."""
-        probe = Consumer({**self._consumer_config(self.config.public_bootstrap),
-                          "isolation.level": "read_uncommitted"})
+        probe = Consumer(self._consumer_config(self.config.public_bootstrap,
+                                               **{"isolation.level": "read_uncommitted"}))
         try:
             return probe.get_watermark_offsets(tp, timeout=self.config.timeout_s)[1]
         finally:
@@ -379,13 +379,13 @@ class Mirror:
     def _progress_key(self, partition: int | str) -> bytes:
         return f"{self.config.source_topic}>{self.config.target_topic}:{partition}".encode()
 
-    def _consumer_config(self, bootstrap: str | None = None) -> dict[str, Any]:
-        # No group membership: partitions are assigned by hand, offsets live in the progress topic.
-        # read_committed: samples of a worker transaction that aborted must not cross.
-        return {"bootstrap.servers": bootstrap or self.config.private_bootstrap,
-                "group.id": f"streamrec-mirror:{self.config.source_topic}",
-                "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed"}
+    def _consumer_config(self, bootstrap: str | None = None, **overrides: Any) -> dict[str, Any]:
+        # No group membership: partitions are assigned by hand, offsets live in the progress topic
+        # (no auto commit: the consumer default). Read committed (the default too): samples of a
+        # worker transaction that aborted must not cross.
+        return consumer_config(bootstrap or self.config.private_bootstrap,
+                               f"streamrec-mirror:{self.config.source_topic}",
+                               **{"auto.offset.reset": "earliest", **overrides})
 
     def _close(self) -> None:
         if self._producer is not None and self._txn != "none":

@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from connectors.kafka.clients import admin_config, consumer_config
 from schemas import DecodeError, default_codec
 
 MIN_CANARY_LEN = 4
@@ -180,16 +181,16 @@ def audit_cluster(bootstrap: str, detector: Detector, topics: Sequence[str] | No
                   timeout_s: float = 30.0) -> AuditReport:
     """Scan every record of the cluster's topics (or of ``topics``) up to the high watermarks."""
     report = report or AuditReport()
-    existing = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout_s).topics
+    existing = AdminClient(admin_config(bootstrap)).list_topics(timeout=timeout_s).topics
     if topics:
         missing = sorted(set(topics) - set(existing))
         if missing:
             raise AuditError(f"topic(s) {missing} do not exist on {bootstrap}")
     names = sorted(topics or (t for t in existing if not t.startswith("__")))
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"streamrec-audit-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "enable.partition.eof": True,
-        "isolation.level": "read_committed" if read_committed else "read_uncommitted"})
+    consumer = Consumer(consumer_config(
+        bootstrap, f"streamrec-audit-{uuid.uuid4().hex[:8]}", **{
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted"}))
     try:
         todo = _assign_all(consumer, existing, names, timeout_s)
         report.topics += names

@@ -30,7 +30,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from connectors.kafka.producer import producer_config
+from connectors.kafka.clients import admin_config, consumer_config, producer_config
 from connectors.kafka.topics import TopicSpec, ensure_topics
 from connectors.releases.signing import SignatureError, sign, verify
 from model.artifact import Artifact
@@ -113,7 +113,7 @@ def ensure_releases_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -
 
 def topic_exists(bootstrap: str, topic: str, timeout_s: float = 30.0) -> bool:
     """Whether the releases topic exists yet (the trainer creates it with its first start)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     return topic in admin.list_topics(timeout=timeout_s).topics
 
 
@@ -184,9 +184,8 @@ class ReleaseReader:
         self._bootstrap = bootstrap
         self._codec = default_codec()
         # No group membership: every reader reads the whole (small, compacted) history itself.
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "streamrec-releases",
-                                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                                   "isolation.level": "read_committed"})
+        self._consumer = Consumer(consumer_config(bootstrap, "streamrec-releases",
+                                                  **{"auto.offset.reset": "earliest"}))
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
 
     def poll(self, timeout_s: float) -> list[Release]:
@@ -215,8 +214,8 @@ class ReleaseReader:
         the last stable offset could miss the newest release behind an open transaction.
         """
         tp = TopicPartition(self.topic, 0)
-        probe = Consumer({"bootstrap.servers": self._bootstrap, "group.id": "streamrec-probe",
-                          "isolation.level": "read_uncommitted"})
+        probe = Consumer(consumer_config(self._bootstrap, "streamrec-probe",
+                                         **{"isolation.level": "read_uncommitted"}))
         try:
             low, end = probe.get_watermark_offsets(tp, timeout=timeout_s)
         finally:

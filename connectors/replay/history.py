@@ -22,6 +22,7 @@ from typing import Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from connectors.kafka.clients import consumer_config
 from connectors.replay.ranges import (
     PartitionRange,
     RangeError,
@@ -74,16 +75,15 @@ class RangeReader:
             self.positions[partition] = max(self.positions[partition],
                                             min(offset, self._ends[partition]))
         self._active = {p for p, pos in self.positions.items() if pos < self._ends[p]}
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            # Offsets are committed by the writer's transactions, under this group, if any.
-            "group.id": group_id or f"streamrec-replay-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",  # never replay records of aborted transactions
-            "enable.partition.eof": True,  # how a range that ends at the log's end is noticed
-            "auto.offset.reset": "error",  # a deleted start offset must fail, not skip or rewind
-        })
+        # Offsets are committed by the writer's transactions, under this group, if any (no
+        # auto commit: the consumer default). Read committed (the default too): records of
+        # aborted transactions are never replayed.
+        self._consumer = Consumer(consumer_config(
+            bootstrap, group_id or f"streamrec-replay-{uuid.uuid4().hex[:12]}", **{
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,  # how a range that ends at the log's end is noticed
+                "auto.offset.reset": "error",  # a deleted start offset must fail, not skip/rewind
+            }))
         self._consumer.assign([TopicPartition(rng.topic, p, self.positions[p])
                                for p in sorted(self._active)])
 

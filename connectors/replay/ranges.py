@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from connectors.kafka.clients import admin_config, consumer_config
+
 Watermarks = dict[int, tuple[int, int]]  # partition -> (low, high): first and next offset
 
 
@@ -99,7 +101,7 @@ def partition_count(bootstrap: str, topic: str, timeout_s: float = 15.0) -> int 
     """How many partitions ``topic`` has, or None when it does not exist."""
     try:
         # Listing every topic (not asking for one) cannot trigger auto-creation.
-        topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout_s)
+        topics = AdminClient(admin_config(bootstrap)).list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise RangeError(f"cannot reach {bootstrap}: {exc.args[0].str()}. Is the cluster "
                          "running (streamrec broker status)?") from None
@@ -118,11 +120,9 @@ def _require_partitions(bootstrap: str, topic: str) -> int:
 
 
 def _probe(bootstrap: str) -> Consumer:
-    # read_committed: the high watermark is then the last stable offset, so a range never
-    # ends inside an open transaction.
-    return Consumer({"bootstrap.servers": bootstrap, "enable.auto.commit": False,
-                     "group.id": f"streamrec-replay-probe-{uuid.uuid4().hex[:12]}",
-                     "isolation.level": "read_committed"})
+    # Read committed (the consumer default): the high watermark is then the last stable offset,
+    # so a range never ends inside an open transaction.
+    return Consumer(consumer_config(bootstrap, f"streamrec-replay-probe-{uuid.uuid4().hex[:12]}"))
 
 
 # A topic created a moment ago can be in the metadata before its partitions have a leader.
@@ -192,7 +192,7 @@ def _offsets_for_time(consumer: Consumer, topic: str, partitions: int, ms: int,
 def time_extent(bootstrap: str, topic: str, timeout_s: float = 15.0) -> tuple[int, int] | None:
     """Earliest and latest record timestamps (ms) in ``topic``, or None when it holds none."""
     count = _require_partitions(bootstrap, topic)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     found: list[int] = []
     # The broker answers both with the timestamp of the record it found (-1 when none).
     for spec in (OffsetSpec.for_timestamp(0), OffsetSpec.max_timestamp()):

@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from connectors.kafka.producer import producer_config
+from connectors.kafka.clients import consumer_config, producer_config
 
 TXN_TIMEOUT_MS = 60_000
 _COMMIT_ATTEMPTS = 3
@@ -31,8 +31,7 @@ def replay_ids(name: str) -> str:
 def committed_positions(bootstrap: str, group_id: str, topic: str,
                         partitions: list[int], timeout_s: float = 30.0) -> dict[int, int]:
     """Source positions committed by a replay's transactions (partitions without one omitted)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+    consumer = Consumer(consumer_config(bootstrap, group_id))
     try:
         asked = [TopicPartition(topic, p) for p in partitions]
         answer = consumer.committed(asked, timeout=timeout_s)

@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
+from connectors.kafka.clients import consumer_config
 from schemas import Codec, DecodeError, default_codec
 
 
@@ -75,13 +76,11 @@ class Subscriber:
         self.last_error: str | None = None
         # Without a group the subscription is anonymous: a fresh group that commits nothing.
         self._commit = group_id is not None
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": group_id or f"streamrec-subscribe-{uuid.uuid4().hex[:12]}",
-            "auto.offset.reset": "earliest" if from_beginning else "latest",
-            "enable.auto.commit": self._commit,
-            "isolation.level": "read_committed",
-        })
+        self._consumer = Consumer(consumer_config(
+            bootstrap, group_id or f"streamrec-subscribe-{uuid.uuid4().hex[:12]}", **{
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "enable.auto.commit": self._commit,
+            }))
         self._consumer.subscribe([topic])
 
     def __iter__(self) -> Iterator[Received]:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from connectors.kafka.clients import consumer_config
 from connectors.releases.records import (
     MODEL_NAME,
     OFFSET_FROM,
@@ -253,14 +254,15 @@ class Trainer:
         return consumer
 
     def _consumer_config(self) -> dict:
-        # Partitions are assigned by hand and positions live in the releases: no group offsets.
-        # read_committed: the mirror writes in transactions; aborted copies must not be trained.
+        # Partitions are assigned by hand and positions live in the releases: no group offsets
+        # (the consumer default). Read committed (the default too): the mirror writes in
+        # transactions; aborted copies must not be trained.
         # Small fetches per partition: a backlog is then read round-robin in small steps, close
         # to time order across partitions, instead of one partition's whole history first.
-        return {"bootstrap.servers": self.config.public_bootstrap,
-                "group.id": f"streamrec-trainer:{self.config.model_name}",
-                "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed", "max.partition.fetch.bytes": 32_768}
+        return consumer_config(self.config.public_bootstrap,
+                               f"streamrec-trainer:{self.config.model_name}",
+                               **{"auto.offset.reset": "earliest",
+                                  "max.partition.fetch.bytes": 32_768})
 
     def _window(self, publisher: ReleasePublisher) -> None:
         """Train, compare and maybe release one window; then reset the window's counters."""

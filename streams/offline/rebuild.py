@@ -53,6 +53,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from rocksdict import Options, Rdict
 
+from connectors.kafka.clients import admin_config, consumer_config
 from connectors.kafka.topics import TopicSpec, ensure_topics
 from connectors.replay.history import RangeReader, Record, ReplayRange, TargetWriter
 from connectors.replay.ranges import partition_count
@@ -199,7 +200,7 @@ def commit_positions(bootstrap: str, group: str, topic: str, positions: dict[int
 
 def _admin(bootstrap: str) -> AdminClient:
     # Warnings and errors only: at info level librdkafka reports purged background events.
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
+    return AdminClient(admin_config(bootstrap, log_level=4))
 
 
 class StateBuild:
@@ -352,8 +353,8 @@ def _flush(writer: TargetWriter) -> None:
 def stale_keys(bootstrap: str, topic: str, partitions: int, build: StateBuild,
                timeout_s: float = 60.0) -> Iterator[tuple[int, bytes]]:
     """(partition, key) of each key ``topic`` holds now that ``build`` does not put there."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"streamrec-rebuild-{topic}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer = Consumer(consumer_config(bootstrap, f"streamrec-rebuild-{topic}",
+                                        **{"enable.partition.eof": True}))
     try:
         ends = {}
         for p in range(partitions):

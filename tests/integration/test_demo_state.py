@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from connectors.kafka.clients import producer_config
 from connectors.kafka.topics import TopicSpec, ensure_topics
 from streamrec import demo
 from streamrec.settings import Settings
@@ -45,7 +46,7 @@ def test_state_whose_changelog_holds_records_is_kept(kafka, tmp_path: Path, uniq
     settings = _settings(kafka, tmp_path, unique("demo-app"))
     topic = f"{settings.app_id}-user-state-changelog"
     ensure_topics(kafka.private, [TopicSpec(topic, 4)])
-    producer = Producer({"bootstrap.servers": kafka.private})
+    producer = Producer(producer_config(kafka.private))
     producer.produce(topic, b"{}", b"user-1", partition=2)
     assert producer.flush(10) == 0
     state = _plant_state(settings)

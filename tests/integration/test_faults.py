@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from confluent_kafka import Producer
 
-from connectors.kafka.producer import producer_config
+from connectors.kafka.clients import consumer_config, producer_config
 from connectors.sdk.producer import EventProducer
 from connectors.sdk.subscriber import Subscriber
 from schemas import default_codec
@@ -215,7 +215,7 @@ def test_events_read_again_write_no_recommendation_older_than_the_latest(
     finally:
         worker.stop()
     recs, events = env["STREAMREC_RECOMMENDATIONS_TOPIC"], env["STREAMREC_EVENTS_TOPIC"]
-    group = Consumer({"bootstrap.servers": kafka.private, "group.id": env["STREAMREC_APP_ID"]})
+    group = Consumer(consumer_config(kafka.private, env["STREAMREC_APP_ID"]))
     try:
         ends = {p: group.get_watermark_offsets(TopicPartition(recs, p), timeout=10)[1]
                 for p in range(4)}
@@ -239,8 +239,7 @@ def test_events_read_again_write_no_recommendation_older_than_the_latest(
         assert again.metric("streamrec_events_applied_total") == 0
         time.sleep(2)  # the last batch's recommendations
         rewritten = []
-        reader = Consumer({"bootstrap.servers": kafka.private, "group.id": "check",
-                           "enable.auto.commit": False})
+        reader = Consumer(consumer_config(kafka.private, "check"))
         reader.assign([TopicPartition(recs, p, ends[p]) for p in range(4)])
         while (msg := reader.poll(5)) is not None:
             rewritten.append(CODEC.decode("recommendation", msg.value()))

@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from connectors.kafka.clients import consumer_config, producer_config
 from connectors.kafka.producer import RecordProducer
 from connectors.mirror.transfer import Mirror, MirrorConfig, MirrorError
 from connectors.privacy.anonymizer import Anonymizer
@@ -54,9 +55,8 @@ def read_all(bootstrap: str, topic: str, settled: bool = True) -> list[dict]:
     markers the broker writes just after a commit returns; otherwise stop at the stable offset.
     """
     ends = high_watermarks(bootstrap, topic)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "mirror-test-reader",
-                         "enable.partition.eof": True, "enable.auto.commit": False,
-                         "isolation.level": "read_committed"})
+    consumer = Consumer(consumer_config(bootstrap, "mirror-test-reader",
+                                        **{"enable.partition.eof": True}))
     try:
         tps = [TopicPartition(topic, p, 0) for p in ends]
         consumer.assign(tps)
@@ -83,7 +83,7 @@ def read_all(bootstrap: str, topic: str, settled: bool = True) -> list[dict]:
 
 def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
     """Partition -> records written to ``topic`` so far (committed or not); {} if no topic."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "mirror-test-watermarks"})
+    consumer = Consumer(consumer_config(bootstrap, "mirror-test-watermarks"))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -150,7 +150,7 @@ def test_records_that_fail_the_privacy_check_go_to_the_private_dlq(kafka, topic_
 def test_aborted_worker_transactions_do_not_cross(kafka, topic_factory, unique) -> None:
     source, target = topic_factory("samples"), unique("train")
     anon, kept = anonymizer(), []
-    worker = Producer({"bootstrap.servers": kafka.private, "transactional.id": unique("worker")})
+    worker = Producer(producer_config(kafka.private, **{"transactional.id": unique("worker")}))
     worker.init_transactions(30)
     for n, commit in ((50, True), (20, False), (30, True)):
         worker.begin_transaction()

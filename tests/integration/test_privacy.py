@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from connectors.kafka.clients import consumer_config
 from connectors.kafka.producer import RecordProducer
 from connectors.privacy.anonymizer import Anonymizer
 from connectors.sdk.events import Event
@@ -67,8 +68,9 @@ def anonymize_topic(kafka, events_topic: str, samples_topic: str) -> int:
 
 def copy_raw(kafka, events_topic: str, public_topic: str) -> int:
     """The test-only bypass: raw event records straight to the public cluster."""
-    consumer = Consumer({"bootstrap.servers": kafka.private, "group.id": f"bypass-{uuid.uuid4()}",
-                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    consumer = Consumer(consumer_config(kafka.private, f"bypass-{uuid.uuid4()}",
+                                        **{"enable.partition.eof": True,
+                                           "auto.offset.reset": "earliest"}))
     consumer.assign([TopicPartition(events_topic, p, 0) for p in range(4)])
     copied, ended = 0, set()
     with RecordProducer(kafka.public) as producer:

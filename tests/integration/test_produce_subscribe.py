@@ -9,6 +9,7 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from connectors.kafka.clients import consumer_config
 from connectors.kafka.producer import DeliveryError
 from connectors.kafka.topics import TopicError, TopicSpec, ensure_topics
 from connectors.sdk.events import Event
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def _count(bootstrap: str, topic: str, partitions: int = 4) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "count"})
+    consumer = Consumer(consumer_config(bootstrap, "count"))
     try:
         total = 0
         for p in range(partitions):

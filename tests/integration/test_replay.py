@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from connectors.kafka.clients import consumer_config, producer_config
 from connectors.kafka.producer import RecordProducer
 from connectors.replay.history import (
     ORIGIN_OFFSET,
@@ -73,10 +74,9 @@ def fill(bootstrap: str, topic: str, count: int, users: int = 40, start_ms: int 
 def read_all(bootstrap: str, topic: str, committed_only: bool = True) -> list[Rec]:
     """Every record of ``topic`` (read_committed unless told), partition by partition."""
     partitions = partition_count(bootstrap, topic) or 0
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "enable.partition.eof": True,
-        "isolation.level": "read_committed" if committed_only else "read_uncommitted"})
+    consumer = Consumer(consumer_config(bootstrap, f"read-{uuid.uuid4().hex[:8]}", **{
+        "enable.partition.eof": True,
+        "isolation.level": "read_committed" if committed_only else "read_uncommitted"}))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     out, at_end, deadline = [], set(), time.monotonic() + 60
     try:
@@ -196,8 +196,8 @@ def test_kill_9_mid_replay_then_resume_copies_each_record_exactly_once(
 def test_a_source_with_aborted_transactions_replays_its_committed_records_only(
         kafka, topic_factory, cli) -> None:
     source = topic_factory("txn", partitions=2)
-    producer = Producer({"bootstrap.servers": kafka.private,
-                         "transactional.id": f"test-{uuid.uuid4().hex}"})
+    producer = Producer(producer_config(kafka.private,
+                                        **{"transactional.id": f"test-{uuid.uuid4().hex}"}))
     producer.init_transactions(30)
     for batch, commit in [(range(0, 100), True), (range(100, 150), False),
                           (range(150, 250), True)]:

@@ -12,7 +12,7 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from connectors.kafka.producer import producer_config
+from connectors.kafka.clients import producer_config
 from connectors.kafka.topics import TopicSpec, ensure_topics
 from connectors.privacy.anonymizer import Anonymizer
 from connectors.releases.records import read_releases

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from connectors.kafka.clients import admin_config
 from connectors.kafka.topics import TopicSpec, describe_topic_config, ensure_topics
 from streamrec.settings import Settings
 from streamrec.topology import ensure_private_topics
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def _config(bootstrap: str, topic: str, key: str) -> str:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     return describe_topic_config(admin, topic)[key].value
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from connectors.kafka.clients import consumer_config
 from connectors.kafka.producer import RecordProducer
 from connectors.kafka.topics import TopicSpec, ensure_topics
 from connectors.sdk.events import parse_event
@@ -292,7 +293,7 @@ def test_refused_output_ends_the_worker_and_commits_nothing(kafka, env, yc_event
         assert "DeliveryError" in worker.log() and "Message size too large" in worker.log()
     finally:
         worker.stop()
-    group = Consumer({"bootstrap.servers": kafka.private, "group.id": env["STREAMREC_APP_ID"]})
+    group = Consumer(consumer_config(kafka.private, env["STREAMREC_APP_ID"]))
     try:
         committed = group.committed(
             [TopicPartition(env["STREAMREC_EVENTS_TOPIC"], p) for p in range(4)], timeout=10)

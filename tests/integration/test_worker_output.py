@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from connectors.kafka.clients import consumer_config
 from connectors.kafka.producer import DeliveryError
 from connectors.kafka.topics import TopicSpec, ensure_topics
 from streams.output import Delivery, WorkerOutput
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def _stored(bootstrap: str, topic: str, partitions: int = 4) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "count"})
+    consumer = Consumer(consumer_config(bootstrap, "count"))
     try:
         return sum(
             high - low
@@ -110,7 +111,7 @@ def test_a_partition_without_a_known_start_is_read_from_the_groups_committed_off
     for i in range(10):
         output.produce(topic, b"u", str(i).encode(), 0)
     output.flush(30)
-    committer = Consumer({"bootstrap.servers": kafka.private, "group.id": group})
+    committer = Consumer(consumer_config(kafka.private, group))
     committer.commit(offsets=[TopicPartition(topic, 0, 6)], asynchronous=False)
     committer.close()
 
