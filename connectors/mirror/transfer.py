@@ -42,6 +42,7 @@ from confluent_kafka import (
 
 from connectors.kafka.clients import consumer_config, producer_config
 from connectors.kafka.dead_letters import dead_letter
+from connectors.kafka.retry import Abandoned, Retry, call, not_fatal
 from connectors.kafka.topics import TopicError, TopicSpec, ensure_topics
 from connectors.privacy.anonymizer import Anonymizer, coarsen_time
 from schemas import DecodeError, default_codec
@@ -53,10 +54,6 @@ T = TypeVar("T")
 
 class MirrorError(Exception):
     """The mirror cannot run as configured; the message says why and what to do."""
-
-
-class _Stopped(Exception):
-    """stop() was called while the mirror waited to retry."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +106,7 @@ class Mirror:
         self.stats = MirrorStats()
         self._codec = default_codec()
         self._stop = threading.Event()
+        self._retry = Retry(*config.backoff_s, worth_retrying=not_fatal)  # failed steps are redone
         self._next: dict[int, int] = {}  # source partition -> next offset to copy
         self._txn = "none"  # none | open | abort: where the public transaction stands
         self._ends: dict[int, int] | None = None  # with ``once``: where the source ended
@@ -129,7 +127,7 @@ class Mirror:
             progress = self._retrying("read the mirror progress", self._read_progress)
             self._start_private(partitions, progress)
             self._loop()
-        except _Stopped:
+        except Abandoned:  # stop() cut short a wait to retry
             log.info("mirror stopped while waiting for the public cluster; nothing was lost")
         finally:
             self._log_metrics()
@@ -333,24 +331,19 @@ class Mirror:
 
     def _retrying(self, what: str, action: Callable[[], T]) -> T:
         """Run ``action`` until it succeeds, waiting longer each time the cluster fails it."""
-        delay, longest = self.config.backoff_s
-        while True:
-            try:
-                result = action()
-            except KafkaException as exc:
-                err = exc.args[0]
-                if err.fatal():
-                    raise MirrorError(f"cannot {what}: {err.str()} (fatal: another mirror with "
-                                      "the same transactional id may have taken over)") from None
-                self._set_paused(True)
-                self.stats.retries += 1
-                log.warning("cannot %s: %s; retrying in %.1f s", what, err.str(), delay)
-                if self._stop.wait(delay):
-                    raise _Stopped from None
-                delay = min(delay * 2, longest)
-                continue
-            self._set_paused(False)
-            return result
+        try:
+            result = call(action, what, self._retry, on_retry=self._failed,
+                          sleep=self._stop.wait, logger=log)
+        except KafkaException as exc:  # no limit to the tries: only a fatal error gets here
+            raise MirrorError(f"cannot {what}: {exc.args[0].str()} (fatal: another mirror with "
+                              "the same transactional id may have taken over)") from None
+        self._set_paused(False)
+        return result
+
+    def _failed(self, err: KafkaError) -> None:
+        """A call failed and will be tried again: read nothing until it goes through."""
+        self._set_paused(True)
+        self.stats.retries += 1
 
     def _set_paused(self, paused: bool) -> None:
         """Stop fetching from the private cluster while the public one cannot take records."""

@@ -9,14 +9,18 @@ see its records) and ``committed_positions`` says exactly where to go on.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from connectors.kafka.clients import consumer_config, producer_config
+from connectors.kafka.retry import Retry, call
 
+log = logging.getLogger("streamrec.replay")
 TXN_TIMEOUT_MS = 60_000
-_COMMIT_ATTEMPTS = 3
+# The client allows calling commit again after a retriable error; each call waits up to 30 s.
+_COMMIT_RETRY = Retry(first_wait_s=0.0, attempts=3)
 
 
 class ReplayError(Exception):
@@ -126,14 +130,8 @@ class TargetWriter:
             raise self._stopped(exc.args[0]) from None
 
     def _commit_transaction(self) -> None:
-        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
-            try:
-                self._producer.commit_transaction(30)
-                return
-            except KafkaException as exc:
-                # The client allows calling commit again after a retriable error.
-                if not exc.args[0].retriable() or attempt == _COMMIT_ATTEMPTS:
-                    raise
+        call(lambda: self._producer.commit_transaction(30), "commit the replay transaction",
+             _COMMIT_RETRY, logger=log)
 
     def _stopped(self, err: KafkaError) -> ReplayError:
         """The error to raise for a failed produce or commit, aborting what can be aborted."""
