@@ -1,9 +1,10 @@
 """Batch intake: the events topic goes from Faust's consumer to the worker a micro-batch at a time.
 
 Faust hands a stream one record at a time: a message object, a pair of asyncio tasks, the
-conductor, an event, a queue, the stream iterator and an ack per record. On a 2-core machine
-that path alone tops out near 5,000 records/s with an agent that does nothing, so no agent on it
-can reach that rate. ``BatchIntake`` replaces only the consumer's drain loop (the coroutine
+conductor, an event, a queue, the stream iterator and an ack per record. An agent on that path
+that does nothing takes a backlog more slowly than the whole worker does (the "Faust alone"
+figure in ``benchmarks/README.md``). ``BatchIntake`` replaces only the consumer's drain loop (the
+coroutine
 Faust's fetcher runs): the records of the events topic are gathered straight from the fetch
 result, in partition order, until ``max_records`` or ``max_ms``, handed to the worker as one
 list, and acknowledged together once the worker returns. Everything else stays Faust's: group

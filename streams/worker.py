@@ -19,9 +19,10 @@ A click's way from a shop to its recommendation::
 What Faust does and what streamrec does instead, and why: Faust keeps group membership, partition
 assignment, table recovery from changelogs, flow control during rebalances, offset commits and
 the HTTP server. Its per-record path (a message, two tasks, the conductor, a queue and an ack
-per record) tops out near 5,000 records/s on 2 cores with an agent that does nothing
-(``benchmarks/faust_ceiling.py``; figures in ``benchmarks/README.md``), below the rate one
-worker must sustain, and its producer costs about a hundred microseconds per record. So the
+per record) is measured to take a backlog more slowly with an agent that does nothing than this
+worker takes it doing everything (``benchmarks/faust_ceiling.py`` against the worker: "Faust
+alone" in ``benchmarks/README.md``), and its producer costs more per record than the work
+itself (``streams/output.py`` says why). So the
 events are read a batch at a time (``streams.intake``, by librdkafka in ``streams.reader``),
 tables are written straight to their RocksDB stores and every record is produced with
 librdkafka (``streams.output``). Every Faust internal that needs is in ``streams.faust_adapter``.
