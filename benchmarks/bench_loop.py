@@ -77,8 +77,8 @@ class Stream:
             sample = self.anonymizer.anonymize(event, self._seq[event["user_id"]])
             assert sample is not None  # sample_rate 1.0: every user is sampled
             self._seq[event["user_id"]] += 1
-            self.producer.produce(self.topic, sample["pseudonym"].encode(),
-                                  self.codec.encode("training_sample", sample))
+            self.producer.produce(self.topic, sample.pseudonym.encode(),
+                                  self.codec.write(sample))
         self.producer.flush()
 
 

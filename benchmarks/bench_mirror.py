@@ -74,9 +74,9 @@ def fill(bootstrap: str, topic: str, samples: int, users: int) -> dict[str, floa
     started = time.perf_counter()
     with RecordProducer(bootstrap) as producer:
         for record in records:
-            value = codec.encode("training_sample", record)
+            value = codec.write(record)
             size += len(value)
-            producer.produce(topic, record["pseudonym"].encode(), value)
+            producer.produce(topic, record.pseudonym.encode(), value)
     return {
         "anonymize_per_s": round(samples / anonymize_s),
         "fill_seconds": round(time.perf_counter() - started, 2),

@@ -33,6 +33,7 @@ from model.metrics import ranks_from_scores, summarize
 from model.network import SASRec
 from model.scorer import Scorer
 from model.train import train
+from schemas.records import TrainingSample
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,20 +79,20 @@ class SampleBuffer:
         """Number of pseudonyms held."""
         return len(self._users)
 
-    def add(self, sample: Mapping[str, Any], arrival: int) -> bool:
+    def add(self, sample: TrainingSample, arrival: int) -> bool:
         """Keep one decoded sample; False when its ``sample_id`` was seen before (a re-send)."""
-        sid = sample["sample_id"]
+        sid = sample.sample_id
         if sid in self._seen:
             return False
         self._seen[sid] = None
         if len(self._seen) > self.dedup_capacity:
             self._seen.popitem(last=False)
         # Buckets follow the newest pseudonym key; older keys' buckets hash other words.
-        self.key_version = max(self.key_version, sample["key_version"])
-        buckets = sample["query_buckets"] if sample["key_version"] == self.key_version else ()
-        item = sample["item_id"] if sample["type"] == "click" else None
-        step = Step(sample["seq"], arrival, item, tuple(buckets), sample["time_bucket"])
-        user = sample["pseudonym"]
+        self.key_version = max(self.key_version, sample.key_version)
+        buckets = sample.query_buckets if sample.key_version == self.key_version else ()
+        item = sample.item_id if sample.type == "click" else None
+        step = Step(sample.seq, arrival, item, tuple(buckets), sample.time_bucket)
+        user = sample.pseudonym
         steps = self._users.setdefault(user, [])
         self._users.move_to_end(user)
         insort(steps, step, key=lambda s: (s.seq, s.arrival))

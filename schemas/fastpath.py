@@ -26,7 +26,7 @@ from schemas.codec import (
     load_schema_file,
     schema_fingerprint,
 )
-from schemas.records import Recommendation
+from schemas.records import Recommendation, TrainingSample
 
 WRITES = SCHEMA_DIR / "recommendation.v1.avsc"  # the one schema version this module writes
 SAMPLE_WRITES = SCHEMA_DIR / "training_sample.v1.avsc"
@@ -125,6 +125,10 @@ class SampleWriter:
 
     def __init__(self, codec: Codec) -> None:
         self._header = _bound_header(codec, "training_sample", SAMPLE_WRITES)
+
+    def write(self, sample: TrainingSample) -> bytes:
+        """The single-object encoded bytes of a typed sample (``codec.write``'s)."""
+        return self.encode(sample.to_record())
 
     def encode(self, sample: dict[str, Any]) -> bytes:
         """The single-object encoded bytes of one sample; ValueError if a field does not fit."""

@@ -12,7 +12,7 @@ each field's ``doc`` is); ``tests/schemas/test_records.py`` checks each class ag
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -86,3 +86,29 @@ class DeadLetter(_Record):
     truncated: bool = False
     key_size: int = -1
     value_size: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSample(_Record):
+    """An anonymised event: the only record kind that may cross to the public cloud.
+
+    Made by ``connectors.privacy.anonymizer.Anonymizer.anonymize``, checked by its
+    ``violation`` before the mirror lets it cross.
+    """
+
+    SCHEMA: ClassVar[str] = "training_sample"
+
+    sample_id: str  # keyed hash of the event id
+    pseudonym: str  # keyed hash of the user id
+    key_version: int
+    type: str  # click or search
+    item_id: str | None = None  # clicks only
+    query_buckets: Sequence[int] = field(default_factory=list)  # searches only
+    time_bucket: int = 0  # ms, coarsened
+    seq: int = 0  # the event's position in its user's stream
+
+    def to_record(self) -> dict[str, Any]:
+        return {"sample_id": self.sample_id, "pseudonym": self.pseudonym,
+                "key_version": self.key_version, "type": self.type, "item_id": self.item_id,
+                "query_buckets": list(self.query_buckets), "time_bucket": self.time_bucket,
+                "seq": self.seq}

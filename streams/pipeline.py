@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from connectors.kafka.dead_letters import dead_letter
 from connectors.sdk.events import record_problem
 from schemas import Codec, DecodeError
-from schemas.records import DeadLetter, Recommendation
+from schemas.records import DeadLetter, Recommendation, TrainingSample
 from streams.partitioning import FIX, KeyPartitions
 from streams.popularity import DecayedPopularity
 from streams.user_state import UserState
@@ -97,7 +97,7 @@ class BatchResult:
 
     pending: dict[str, Pending] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    samples: list[dict[str, Any]] = field(default_factory=list)  # anonymised, for training
+    samples: list[TrainingSample] = field(default_factory=list)  # anonymised, for training
     forwards: list[tuple[Incoming, int]] = field(default_factory=list)  # misrouted, and where to
     misrouted: int = 0  # events on another partition than their key's (forwarded or dead)
     sampled: list[Incoming] = field(default_factory=list)  # the record of each sample
@@ -110,7 +110,7 @@ class BatchProcessor:
 
     def __init__(self, codec: Codec, *, top_k: int, history_len: int,
                  buckets: Callable[[str], list[int]], popularity: DecayedPopularity,
-                 anonymize: Callable[[dict[str, Any], int, list[int]], dict[str, Any] | None]
+                 anonymize: Callable[[dict[str, Any], int, list[int]], TrainingSample | None]
                  | None = None,
                  source: str = "worker", partitions: KeyPartitions | None = None,
                  forward_misrouted: bool = False) -> None:

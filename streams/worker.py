@@ -90,7 +90,7 @@ class BatchWorker:
         self.codec = codec
         self.pool = pool  # ONNX Runtime's thread (it releases the GIL)
         self.encode_recommendation = RecommendationWriter(codec).write  # 3x codec.write
-        self.encode_sample = SampleWriter(codec).encode  # the same bytes as the codec's
+        self.encode_sample = SampleWriter(codec).write  # the same bytes as codec.write
         self.stage = SimpleNamespace(**{n: metrics.batch_stage.labels(n) for n in STAGES})
 
     def take(self, incoming: list[Incoming]) -> Coroutine[Any, Any, Delivery]:
@@ -123,7 +123,7 @@ class BatchWorker:
         self.metrics.events_duplicate.inc(result.duplicates)
         for sample, msg in zip(result.samples, result.sampled, strict=True):
             try:
-                self.output.produce(self.topics.samples, sample["pseudonym"].encode(),
+                self.output.produce(self.topics.samples, sample.pseudonym.encode(),
                                     self.encode_sample(sample))
             except BufferError:
                 raise

@@ -46,6 +46,7 @@ from connectors.kafka.retry import Abandoned, Retry, call, not_fatal
 from connectors.kafka.topics import TopicError, TopicSpec, ensure_topics
 from connectors.privacy.anonymizer import Anonymizer, coarsen_time
 from schemas import DecodeError, default_codec
+from schemas.records import TrainingSample
 
 log = logging.getLogger("streamrec.mirror")
 PROGRESS_TOPIC = "_streamrec.mirror.offsets"
@@ -281,16 +282,16 @@ class Mirror:
     def _check(self, msg: Message) -> tuple[bytes, bytes] | str:
         """The (key, value) to publish for a source record, or why it may not cross."""
         try:
-            sample = self._codec.decode("training_sample", msg.value())
+            sample = self._codec.read(TrainingSample, msg.value())
         except DecodeError as exc:
             return f"not a TrainingSample: {exc}"
         reason = self.anonymizer.violation(sample)
         if reason is not None:
             return reason
-        key = sample["pseudonym"].encode()
+        key = sample.pseudonym.encode()
         if msg.key() is not None and msg.key() != key:
             return "record key is not the sample's pseudonym"
-        return key, self._codec.encode("training_sample", sample)
+        return key, self._codec.write(sample)
 
     def _dead_letter(self, rejected: list[tuple[Message, str]]) -> None:
         """Write rejected records to the private dead-letter topic; raise unless all arrived."""

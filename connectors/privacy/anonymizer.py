@@ -2,7 +2,7 @@
 
     anonymizer = Anonymizer(secret, key_version=1, n_buckets=4096, time_bucket_ms=3_600_000,
                             sample_rate=1.0)
-    sample = anonymizer.anonymize(event_record, seq=17)  # dict for codec "training_sample", or None
+    sample = anonymizer.anonymize(event_record, seq=17)  # a TrainingSample, or None
 
 What happens to each field of a ``UserEvent``:
 
@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from model.tokens import normalize_query, token_buckets
+from schemas.records import TrainingSample
 
 PSEUDONYM_RE = re.compile(r"^[0-9a-f]{64}$")
 SAMPLE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -223,7 +224,7 @@ class Anonymizer:
         return token_buckets(query_tokens(query), self._token_key, self.n_buckets)
 
     def anonymize(self, event: Mapping[str, Any], seq: int,
-                  buckets: list[int] | None = None) -> dict[str, Any] | None:
+                  buckets: list[int] | None = None) -> TrainingSample | None:
         """The TrainingSample record of a decoded UserEvent, or None when its user is not sampled.
 
         ``seq`` is the event's position in its user's stream (the caller keeps the counter).
@@ -252,32 +253,32 @@ class Anonymizer:
             buckets = []
         elif buckets is None:
             buckets = self.query_buckets(query)
-        return {
-            "sample_id": self.key.sample_id(event_id),
-            "pseudonym": pseudonym,
-            "key_version": self.key.version,
-            "type": kind,
-            "item_id": event.get("item_id") if kind == "click" else None,
-            "query_buckets": buckets,
-            "time_bucket": coarsen_time(timestamp, self.time_bucket_ms),
-            "seq": seq,
-        }
+        return TrainingSample(
+            sample_id=self.key.sample_id(event_id),
+            pseudonym=pseudonym,
+            key_version=self.key.version,
+            type=kind,
+            item_id=event.get("item_id") if kind == "click" else None,
+            query_buckets=buckets,
+            time_bucket=coarsen_time(timestamp, self.time_bucket_ms),
+            seq=seq,
+        )
 
-    def violation(self, sample: Mapping[str, Any]) -> str | None:
-        """Why a decoded TrainingSample may not leave the private cloud, or None if it may."""
-        key = self.keys.get(sample["key_version"])
+    def violation(self, sample: TrainingSample) -> str | None:
+        """Why a TrainingSample may not leave the private cloud, or None if it may."""
+        key = self.keys.get(sample.key_version)
         if key is None:
-            return f"key_version {sample['key_version']} is not a known pseudonym key version"
-        if not key.made(sample["pseudonym"]):
+            return f"key_version {sample.key_version} is not a known pseudonym key version"
+        if not key.made(sample.pseudonym):
             return "pseudonym is not a keyed hash made with the pseudonym secret"
-        if not SAMPLE_ID_RE.match(sample["sample_id"]):
+        if not SAMPLE_ID_RE.match(sample.sample_id):
             return "sample_id is not a 32-hex-digit keyed hash"
-        if any(not 1 <= b <= self.n_buckets for b in sample["query_buckets"]):
+        if any(not 1 <= b <= self.n_buckets for b in sample.query_buckets):
             return f"query_buckets outside 1..{self.n_buckets}"
-        if sample["time_bucket"] % self.time_bucket_ms:
+        if sample.time_bucket % self.time_bucket_ms:
             return f"time_bucket is not coarsened to a multiple of {self.time_bucket_ms} ms"
-        if sample["type"] == "search" and sample["item_id"] is not None:
+        if sample.type == "search" and sample.item_id is not None:
             return "a search sample carries an item_id"
-        if sample["type"] == "click" and sample["query_buckets"]:
+        if sample.type == "click" and sample.query_buckets:
             return "a click sample carries query_buckets"
         return None

@@ -48,6 +48,7 @@ from model.artifact import Artifact, load_artifact
 from model.config import ModelConfig, TrainConfig
 from model.incremental import Comparison, SampleBuffer, compare, release_decision, train_candidate
 from schemas import DecodeError, default_codec
+from schemas.records import TrainingSample
 
 log = logging.getLogger("streamrec.trainer")
 
@@ -177,14 +178,14 @@ class Trainer:
             return
         if not self.buffer.add(sample, arrival):
             self.stats.duplicates += 1
-        elif sample["type"] == "click":
+        elif sample.type == "click":
             self._new_clicks.append(arrival)
             self._since_attempt += 1
             self._first_at = self._first_at or time.monotonic()
 
-    def _decode(self, msg: Message) -> dict | None:
+    def _decode(self, msg: Message) -> TrainingSample | None:
         try:
-            return self._codec.decode("training_sample", msg.value())
+            return self._codec.read(TrainingSample, msg.value())
         except DecodeError as exc:
             self.stats.undecodable += 1
             log.error("%s[%d]@%d skipped: %s", msg.topic(), msg.partition(), msg.offset(), exc)

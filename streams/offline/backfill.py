@@ -71,8 +71,7 @@ class LiveSampler:
             return None
         sample = result.samples[0]
         # Keyed by pseudonym, partitioned by key (murmur2) like the worker's samples.
-        return OutRecord(self.processor.codec.encode("training_sample", sample),
-                         sample["pseudonym"].encode())
+        return OutRecord(self.processor.codec.write(sample), sample.pseudonym.encode())
 
 
 @dataclass

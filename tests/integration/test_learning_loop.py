@@ -38,6 +38,7 @@ from model.config import ModelConfig, TrainConfig
 from model.incremental import SampleBuffer, heldout_metrics, train_candidate
 from model.scorer import Scorer
 from schemas import default_codec
+from schemas.records import TrainingSample
 from streamrec.harness import WorkerProcess, http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,7 +52,7 @@ FOLLOW_ARGS = ["--dim", "16", "--layers", "1", "--heads", "1", "--max-len", "20"
 
 
 @pytest.fixture(scope="module")
-def samples(datasets) -> list[dict]:
+def samples(datasets) -> list[TrainingSample]:
     """The sessions' clicks in time order, anonymised as the private worker would."""
     path = datasets / "yoochoose-rsc15-100k" / "yoochoose-clicks-100k_train_full.txt"
     anonymizer = Anonymizer(b"learning-loop-test", 1, 4096, 3_600_000, 1.0)
@@ -63,7 +64,8 @@ def samples(datasets) -> list[dict]:
     return out
 
 
-def produce(bootstrap: str, topic: str, samples: list[dict]) -> dict[str, tuple[int, int]]:
+def produce(bootstrap: str, topic: str, samples: list[TrainingSample]
+            ) -> dict[str, tuple[int, int]]:
     """Send samples keyed by pseudonym; returns sample_id -> (partition, offset)."""
     codec = default_codec()
     placed: dict[str, tuple[int, int]] = {}
@@ -75,7 +77,7 @@ def produce(bootstrap: str, topic: str, samples: list[dict]) -> dict[str, tuple[
 
     producer = Producer(producer_config(bootstrap))
     for s in samples:
-        producer.produce(topic, codec.encode("training_sample", s), s["pseudonym"].encode(),
+        producer.produce(topic, codec.write(s), s.pseudonym.encode(),
                          on_delivery=delivered)
         producer.poll(0)
     assert producer.flush(60) == 0
@@ -136,7 +138,7 @@ def test_items_first_seen_late_become_recommendable(loop) -> None:
     placed = loop["placed"]
     clicks: dict[str, list[tuple[int, int]]] = {}
     for s in loop["stream"]:
-        clicks.setdefault(s["item_id"], []).append(placed[s["sample_id"]])
+        clicks.setdefault(s.item_id, []).append(placed[s.sample_id])
     # Late: no click of the item lies in the first release's data, some in the final one's.
     late = {item for item, where in clicks.items()
             if not any(trained_by(first, w) for w in where)
@@ -155,14 +157,14 @@ def test_items_first_seen_late_become_recommendable(loop) -> None:
     assert final.metrics["new_items"] > 0
 
 
-def _histories_before(stream: list[dict], items: set[str]) -> list[list[str]]:
+def _histories_before(stream: list[TrainingSample], items: set[str]) -> list[list[str]]:
     sessions: dict[str, list[str]] = {}
     out = []
     for s in stream:
-        history = sessions.setdefault(s["pseudonym"], [])
-        if s["item_id"] in items and history and s["item_id"] not in history:
+        history = sessions.setdefault(s.pseudonym, [])
+        if s.item_id in items and history and s.item_id not in history:
             out.append(list(history))
-        history.append(s["item_id"])
+        history.append(s.item_id)
     return out
 
 
@@ -211,7 +213,7 @@ def test_a_killed_trainer_resumes_without_skipping_or_repeating(kafka, loop, cli
     assert f"resuming after release {resumed.version}" in second.stderr
     assert str(resumed.offsets(OFFSET_UNTIL)) in second.stderr
     # Every click before the last mark was trained on exactly once, across the restart.
-    clicks_before_mark = sum(trained_by(releases[-1], placed[s["sample_id"]]) for s in stream)
+    clicks_before_mark = sum(trained_by(releases[-1], placed[s.sample_id]) for s in stream)
     assert sum(r.metrics["new_clicks"] for r in releases) == clicks_before_mark
 
 
@@ -281,7 +283,7 @@ def served(worker: WorkerProcess, version: str | None = None, timeout_s: float =
 
 def bad_releases(loop: dict, parent: Release, tmp_path: Path) -> list[Release]:
     """Two releases that must not run: a damaged artifact (signed) and an unsigned one."""
-    seqs = [[s["item_id"] for s in loop["later"][i:i + 5]] for i in range(0, 400, 5)]
+    seqs = [[s.item_id for s in loop["later"][i:i + 5]] for i in range(0, 400, 5)]
     made = []
     for name in ("damaged", "unsigned"):
         made.append(train_candidate(load_artifact(_path(parent)), seqs, [[[]] * 5] * len(seqs),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -39,10 +40,10 @@ def produce_samples(bootstrap: str, topic: str, n: int, start: int = 0) -> list[
                      "type": "search" if i % 4 == 0 else "click", "item_id": f"item-{i % 500}",
                      "query": f"red shoes size {i % 50}", "timestamp": 1_700_000_000_000 + i}
             sample = anon.anonymize(event, seq=i)
-            ids.append(sample["sample_id"])
+            ids.append(sample.sample_id)
             # A header a careless worker might add: the mirror must not carry it across.
-            producer.produce(topic, sample["pseudonym"].encode(),
-                             CODEC.encode("training_sample", sample),
+            producer.produce(topic, sample.pseudonym.encode(),
+                             CODEC.write(sample),
                              headers=[("client-ip", b"203.0.113.5")])
     return ids
 
@@ -126,10 +127,10 @@ def test_records_that_fail_the_privacy_check_go_to_the_private_dlq(kafka, topic_
              "timestamp": 1_700_000_000_000, "context": {"ip": "203.0.113.7"}}
     bad = {
         b"raw-event": CODEC.encode("user_event", event),
-        b"unkeyed": CODEC.encode("training_sample", {
-            **sample, "pseudonym": hashlib.sha256(b"alice").hexdigest()}),
-        b"buckets": CODEC.encode("training_sample", {**sample, "query_buckets": [5000]}),
-        b"alice": CODEC.encode("training_sample", sample),  # keyed by the raw user id
+        b"unkeyed": CODEC.write(dataclasses.replace(
+            sample, pseudonym=hashlib.sha256(b"alice").hexdigest())),
+        b"buckets": CODEC.write(dataclasses.replace(sample, query_buckets=[5000])),
+        b"alice": CODEC.write(sample),  # keyed by the raw user id
         b"garbage": b"alice@example.org",
     }
     with RecordProducer(kafka.private) as producer:
@@ -157,9 +158,9 @@ def test_aborted_worker_transactions_do_not_cross(kafka, topic_factory, unique) 
         for i in range(n):
             sample = anon.anonymize({"event_id": uuid.uuid4().hex, "user_id": f"u{i}",
                                      "type": "click", "item_id": "i", "timestamp": 0}, i)
-            worker.produce(source, CODEC.encode("training_sample", sample),
-                           sample["pseudonym"].encode())
-            kept += [sample["sample_id"]] if commit else []
+            worker.produce(source, CODEC.write(sample),
+                           sample.pseudonym.encode())
+            kept += [sample.sample_id] if commit else []
         worker.flush(30)  # the aborted records reach the broker, as a crashed worker's would
         (worker.commit_transaction if commit else worker.abort_transaction)(30)
     # ``once`` ends although every partition ends in a commit marker, not a record.

@@ -60,8 +60,8 @@ def anonymize_topic(kafka, events_topic: str, samples_topic: str) -> int:
                                    max_records=N_EVENTS, idle_timeout_s=20):
             sample = anonymizer.anonymize(received.value, seq[received.value["user_id"]])
             seq[received.value["user_id"]] += 1
-            producer.produce(samples_topic, sample["pseudonym"].encode(),
-                             codec.encode("training_sample", sample))
+            producer.produce(samples_topic, sample.pseudonym.encode(),
+                             codec.write(sample))
             produced += 1
     return produced
 

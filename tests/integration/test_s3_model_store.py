@@ -39,8 +39,8 @@ def _produce_clicks(bootstrap: str, topic: str) -> None:
                 {"event_id": f"e{u}-{t}", "user_id": f"u{u}", "type": "click",
                  "item_id": f"i{(u + t) % 30}", "timestamp": 1_700_000_000_000 + t}, t)
             assert sample is not None  # sample rate 1: every user's events are kept
-            producer.produce(topic, codec.encode("training_sample", sample),
-                             sample["pseudonym"].encode())
+            producer.produce(topic, codec.write(sample),
+                             sample.pseudonym.encode())
             producer.poll(0)
     assert producer.flush(60) == 0
 

@@ -20,20 +20,21 @@ from model.incremental import (
     train_candidate,
 )
 from model.scorer import Scorer
+from schemas.records import TrainingSample
 
 TINY = ModelConfig(n_items=1, max_len=8, dim=16, n_layers=1, n_heads=1, dropout=0.1,
                    n_query_buckets=64, max_query_tokens=4, top_k=20)
 
 
 def sample(user: str, seq: int, item: str | None = None, buckets: tuple[int, ...] = (),
-           sid: str | None = None, key_version: int = 1, time: int = 0) -> dict:
+           sid: str | None = None, key_version: int = 1, time: int = 0) -> TrainingSample:
     """A decoded TrainingSample: a click when ``item`` is given, else a search."""
-    return {"sample_id": sid or f"{user}-{seq}", "pseudonym": user, "key_version": key_version,
-            "type": "click" if item else "search", "item_id": item,
-            "query_buckets": list(buckets), "time_bucket": time, "seq": seq}
+    return TrainingSample(sample_id=sid or f"{user}-{seq}", pseudonym=user,
+                          key_version=key_version, type="click" if item else "search",
+                          item_id=item, query_buckets=list(buckets), time_bucket=time, seq=seq)
 
 
-def filled(events: list[dict]) -> SampleBuffer:
+def filled(events: list[TrainingSample]) -> SampleBuffer:
     buffer = SampleBuffer(max_query_tokens=4)
     for arrival, event in enumerate(events):
         buffer.add(event, arrival)

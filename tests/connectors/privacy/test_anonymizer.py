@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -16,6 +17,7 @@ from connectors.privacy.anonymizer import (
 )
 from model.tokens import normalize_query, token_buckets
 from schemas import default_codec
+from schemas.records import TrainingSample
 
 SECRET = b"test-secret-1"
 HOUR = 3_600_000
@@ -86,8 +88,8 @@ def test_overlong_queries_are_cut_at_a_word_boundary() -> None:
 
 def test_query_becomes_keyed_buckets_of_scrubbed_tokens_never_text() -> None:
     sample = make().anonymize(search("Shoes for bob@x.org"), seq=0)
-    assert sample["query_buckets"] == token_buckets(["shoes", "for", "<email>"], SECRET, 4096)
-    assert all(1 <= b <= 4096 for b in sample["query_buckets"])
+    assert sample.query_buckets == token_buckets(["shoes", "for", "<email>"], SECRET, 4096)
+    assert all(1 <= b <= 4096 for b in sample.query_buckets)
     assert "bob" not in repr(sample) and "shoes" not in repr(sample)
 
 
@@ -99,8 +101,8 @@ def test_class_token_hashes_apart_from_the_plain_word() -> None:
 def test_sample_has_exactly_the_schema_fields_and_encodes() -> None:
     sample = make().anonymize(click(), seq=7)
     codec = default_codec()
-    assert codec.decode("training_sample", codec.encode("training_sample", sample)) == sample
-    assert sample["item_id"] == "item-42" and sample["seq"] == 7 and sample["key_version"] == 1
+    assert codec.read(TrainingSample, codec.write(sample)) == sample
+    assert sample.item_id == "item-42" and sample.seq == 7 and sample.key_version == 1
 
 
 def test_context_session_and_raw_ids_are_dropped() -> None:
@@ -109,7 +111,7 @@ def test_context_session_and_raw_ids_are_dropped() -> None:
     text = repr(sample)
     for value in ("203.0.113.9", "Mozilla", "sess-99", "user-7", "e-2"):
         assert value not in text
-    assert set(sample) == {"sample_id", "pseudonym", "key_version", "type", "item_id",
+    assert set(sample.to_record()) == {"sample_id", "pseudonym", "key_version", "type", "item_id",
                            "query_buckets", "time_bucket", "seq"}
 
 
@@ -124,17 +126,17 @@ def test_pseudonyms_are_stable_per_key_and_differ_across_keys() -> None:
 def test_sample_id_is_a_stable_keyed_hash_of_the_event_id() -> None:
     first, again = make().anonymize(click(), 0), make().anonymize(click(), 5)
     other_key = make(b"another-secret").anonymize(click(), 0)
-    assert first["sample_id"] == again["sample_id"] != other_key["sample_id"]
-    assert len(first["sample_id"]) == 32 and "e-2" not in first["sample_id"]
+    assert first.sample_id == again.sample_id != other_key.sample_id
+    assert len(first.sample_id) == 32 and "e-2" not in first.sample_id
 
 
 def test_rotation_uses_the_new_key_and_keeps_old_pseudonyms_findable() -> None:
     old = make(b"secret-v1", 1)
     new = make(b"secret-v2", 2, previous_secrets={1: b"secret-v1"})
     sample = new.anonymize(click(user="user-1"), seq=0)
-    assert sample["key_version"] == 2
-    assert sample["pseudonym"] == new.pseudonym("user-1") != old.pseudonym("user-1")
-    assert new.pseudonyms_of("user-1") == {1: old.pseudonym("user-1"), 2: sample["pseudonym"]}
+    assert sample.key_version == 2
+    assert sample.pseudonym == new.pseudonym("user-1") != old.pseudonym("user-1")
+    assert new.pseudonyms_of("user-1") == {1: old.pseudonym("user-1"), 2: sample.pseudonym}
     # Samples made before the rotation still pass the mirror's check during the roll-out.
     assert new.violation(old.anonymize(click(user="user-1"), 0)) is None
     with pytest.raises(ValueError, match="both current and previous"):
@@ -158,7 +160,7 @@ def test_timestamps_are_coarsened_to_the_bucket() -> None:
     assert coarsen_time(T0, HOUR) == 1_699_999_200_000
     assert coarsen_time(1_699_999_200_000, HOUR) == 1_699_999_200_000
     sample = make().anonymize(click(), 0)
-    assert sample["time_bucket"] == 1_699_999_200_000 and sample["time_bucket"] % HOUR == 0
+    assert sample.time_bucket == 1_699_999_200_000 and sample.time_bucket % HOUR == 0
 
 
 @pytest.mark.parametrize("broken", [
@@ -186,7 +188,7 @@ def test_violation_accepts_real_samples_and_names_each_broken_rule() -> None:
         "search sample carries an item_id": {"item_id": "i"},
     }
     for reason, change in cases.items():
-        assert reason in anonymizer.violation({**good, **change})
+        assert reason in anonymizer.violation(dataclasses.replace(good, **change))
     assert "pseudonym" in make(b"other").violation(good)
 
 
@@ -199,7 +201,7 @@ def test_remembered_pseudonyms_stay_right_and_the_memory_stays_bounded(
         for user in users:
             sample = anonymizer.anonymize(click(user=user), 0)
             if fresh.sampled(user):
-                assert sample is not None and sample["pseudonym"] == fresh.pseudonym(user)
+                assert sample is not None and sample.pseudonym == fresh.pseudonym(user)
             else:
                 assert sample is None
             assert len(anonymizer._by_user) <= 8
@@ -209,7 +211,7 @@ def test_remembered_pseudonyms_stay_right_and_the_memory_stays_bounded(
 def test_buckets_given_by_the_caller_are_the_ones_sampled() -> None:
     anonymizer = make()
     made = anonymizer.query_buckets("red shoes")
-    assert anonymizer.anonymize(search("red shoes"), 0)["query_buckets"] == made
+    assert anonymizer.anonymize(search("red shoes"), 0).query_buckets == made
     # Taken as given, not hashed again (a caller passes what query_buckets made).
-    assert anonymizer.anonymize(search("red shoes"), 0, [7, 9])["query_buckets"] == [7, 9]
-    assert anonymizer.anonymize(click(), 0, [5])["query_buckets"] == []  # not a search
+    assert anonymizer.anonymize(search("red shoes"), 0, [7, 9]).query_buckets == [7, 9]
+    assert anonymizer.anonymize(click(), 0, [5]).query_buckets == []  # not a search

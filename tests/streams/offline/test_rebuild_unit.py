@@ -8,6 +8,7 @@ import pytest
 
 from connectors.privacy.anonymizer import Anonymizer
 from schemas import default_codec
+from schemas.records import TrainingSample
 from streamrec.cli import build_parser, main
 from streams.offline.backfill import LiveSampler
 from streams.offline.rebuild import RebuildReport, StateBuild, next_generation
@@ -153,8 +154,8 @@ def test_a_backfilled_sample_is_the_one_the_worker_emits(tmp_path) -> None:
         out = sampler(rec)
         event = CODEC.decode("user_event", rec.raw_value)
         expected = ANONYMIZER.anonymize(event, rec.at_offset)
-        assert out is not None and CODEC.decode("training_sample", out.value) == expected
-        assert out.key == expected["pseudonym"].encode() and out.partition == -1
+        assert out is not None and CODEC.read(TrainingSample, out.value) == expected
+        assert out.key == expected.pseudonym.encode() and out.partition == -1
     # Same records again: same samples (the ids are keyed hashes of the event ids).
     again = LiveSampler(_processor(ANONYMIZER), "events")
     assert [again(r).value for r in records] == [sampler(r).value for r in records]
