@@ -116,12 +116,12 @@ def headline(res: Results) -> str:
         return "No pipeline results stored: see [benchmarks/README.md](benchmarks/README.md)."
     w = d["worker"]
     return "\n".join(prose(
-        f"Measured on a development machine ({d['machine']}, CPU only), one worker sustains "
+        f"Measured on a development machine with {d['machine']}, one worker sustains "
         f"{num(w['throughput']['events_per_s'])} events/s on a backlog, "
         f"{d['ratio_throughput']:.1f}× a naive per-event loop, and at {num(d['rate'])} events/s "
-        f"answers an event with its recommendation at p50 / p99 {ms(w['latency']['p50_ms'])} / "
-        f"{ms(w['latency']['p99_ms'])} ms. Every figure, and how it was measured: "
-        "[benchmarks/README.md](benchmarks/README.md).")).rstrip()
+        f"answers an event with its recommendation in a median of {ms(w['latency']['p50_ms'])} "
+        f"ms, and {ms(w['latency']['p99_ms'])} ms at p99. Every figure, and how it was "
+        "measured: [benchmarks/README.md](benchmarks/README.md).")).rstrip()
 
 
 def limits(res: Results) -> str:
