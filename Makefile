@@ -44,3 +44,7 @@ broker-stop: $(STAMP) ## Stop the local clusters
 clean: ## Stop the local clusters and remove their data (var/)
 	-test -x $(VENV)/bin/streamrec && $(VENV)/bin/streamrec broker stop
 	rm -rf var
+
+.PHONY: bench-report
+bench-report: $(STAMP) ## Write benchmarks/README.md and the figures docs/ quote from benchmarks/results/
+	$(PY) -m benchmarks.report
