@@ -35,8 +35,6 @@ SKIPPED = {
 UNIT = ("make help", "streamrec --help")  # run without a broker
 # Run in order in one shell against the test clusters; the last one prints the event.
 PRODUCE_SUBSCRIBE = ("source .venv/bin/activate", "streamrec produce -", "streamrec subscribe")
-# Written for #18 beside this page; they exist once those changes are merged.
-PENDING = {"connectors/kafka/clients.py", "streams/worker.py", "streams/faust_adapter.py"}
 
 
 def section(text: str, heading: str) -> str:
@@ -177,7 +175,7 @@ def named_paths(text: str) -> set[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_path_the_docs_name_exists(page: Path) -> None:
-    for path in named_paths(page.read_text()) - PENDING:
+    for path in named_paths(page.read_text()):
         assert list(REPO.glob(path)), f"{page.name} names `{path}`, which does not exist"
 
 
