@@ -16,8 +16,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from streamrec.errors import ClusterUnreachable
 
-class DeliveryError(Exception):
+
+class DeliveryError(ClusterUnreachable):
     """Some records were not acknowledged by the broker."""
 
 

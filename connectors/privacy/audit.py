@@ -28,13 +28,15 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from connectors.kafka.errors import kafka_errors
 from schemas import DecodeError, default_codec
+from streamrec.errors import ConfigError
 
 MIN_CANARY_LEN = 4
 _EPOCH_MS = range(946_684_800_000, 4_102_444_800_000)  # 2000..2100: timestamps, not cards
 
 
-class AuditError(Exception):
+class AuditError(ConfigError):
     """The audit cannot read what it was asked to scan."""
 
 
@@ -175,6 +177,7 @@ class AuditReport:
                 f"metadata file(s): {len(self.findings)} finding(s)")
 
 
+@kafka_errors("scan the cluster {bootstrap}")
 def audit_cluster(bootstrap: str, detector: Detector, topics: Sequence[str] | None = None, *,
                   report: AuditReport | None = None, read_committed: bool = False,
                   timeout_s: float = 30.0) -> AuditReport:

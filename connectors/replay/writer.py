@@ -14,12 +14,13 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from connectors.kafka.producer import producer_config
+from streamrec.errors import StreamrecError
 
 TXN_TIMEOUT_MS = 60_000
 _COMMIT_ATTEMPTS = 3
 
 
-class ReplayError(Exception):
+class ReplayError(StreamrecError):
     """A replay that could not go on; the message says what happened and what to do."""
 
 

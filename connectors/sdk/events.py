@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from streamrec.errors import BadData
+
 EventType = Literal["click", "search"]
 FIELDS = {"type", "user_id", "item_id", "query", "session_id", "timestamp", "event_id", "context"}
 # Sanity range for epoch-ms: 2000-01-01 .. 2100-01-01; catches seconds passed as milliseconds.
@@ -32,7 +34,7 @@ CONTEXT_MAX_ENTRIES = 32
 CONTEXT_KEY_MAX, CONTEXT_VALUE_MAX = 64, 1024
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(BadData, ValueError):
     """A JSON event that breaks the rules; the message says which field and why."""
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from connectors.kafka.errors import kafka_errors
 from connectors.releases.records import (
     MODEL_NAME,
     OFFSET_FROM,
@@ -47,6 +48,7 @@ from model.artifact import Artifact, load_artifact
 from model.config import ModelConfig, TrainConfig
 from model.incremental import Comparison, SampleBuffer, compare, release_decision, train_candidate
 from schemas import DecodeError, default_codec
+from streamrec.errors import ConfigError
 
 log = logging.getLogger("streamrec.trainer")
 
@@ -74,7 +76,7 @@ class TrainerConfig:
     timeout_s: float = 30.0
 
 
-class TrainerError(Exception):
+class TrainerError(ConfigError):
     """The trainer cannot continue from what it found; the message says what to do."""
 
 
@@ -115,6 +117,8 @@ class Trainer:
         """Ask ``run`` to end after the current step."""
         self._stop.set()
 
+    @kafka_errors("train from {self.config.train_topic!r} on {self.config.public_bootstrap}",
+                  "is the public cluster running (streamrec broker status)?")
     def run(self, max_windows: int | None = None, idle_exit_s: float | None = None
             ) -> TrainerStats:
         """Train windows until stopped, ``max_windows`` are done, or idle for ``idle_exit_s``."""

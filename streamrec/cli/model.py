@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from streamrec.cli.follow import add_follow_arguments, run_follow
-from streamrec.errors import UsageError
+from streamrec.errors import ConfigError
 from streamrec.settings import Settings
 
 FORMAT_HELP = (
@@ -65,7 +65,7 @@ def run_bench_script(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``benchmarks/bench_<name>.py`` of this checkout with the remaining arguments."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / f"bench_{args.bench}.py"
     if not script.is_file():
-        raise UsageError(f"{script} not found: run the benchmarks from a source checkout")
+        raise ConfigError(f"{script} not found: run the benchmarks from a source checkout")
     spec = importlib.util.spec_from_file_location(f"bench_{args.bench}", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -163,7 +163,7 @@ def _setup_logging() -> None:
 def run_train(args: argparse.Namespace, settings: Settings) -> int:
     """Train, export and store an artifact; print where it went and its test metrics."""
     from model.config import ModelConfig, TrainConfig
-    from model.data import DataError, QueryHashing
+    from model.data import QueryHashing
     from model.pipeline import TrainJob, run_training
 
     if args.follow:
@@ -171,8 +171,8 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     missing = [flag for flag, value in (("--dataset", args.dataset), ("--format", args.fmt),
                                         ("--out", args.out)) if value is None]
     if missing:
-        raise UsageError(f"train needs {', '.join(missing)} (or --follow to learn from "
-                         "STREAMREC_TRAIN_TOPIC)")
+        raise ConfigError(f"train needs {', '.join(missing)} (or --follow to learn from "
+                          "STREAMREC_TRAIN_TOPIC)")
     _setup_logging()
     given = {k: v for k, v in vars(args).items() if v is not None}
     picked = {**(DEMO if args.preset == "demo" else {}), **given}
@@ -200,10 +200,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         args.checkpoint,
         args.overwrite,
     )
-    try:
-        art = run_training(job)
-    except DataError as exc:
-        raise UsageError(str(exc)) from None
+    art = run_training(job)
     m = art.metadata["metrics"]
     print(f"artifact {art.version} written to {art.path}")
     print(
@@ -218,27 +215,24 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate an artifact; print the table and write the JSON report."""
-    from model.data import DataError, QueryHashing
+    from model.data import QueryHashing
     from model.evaluate import evaluate_artifact, format_table
 
     _setup_logging()
     hashing = QueryHashing(
         settings.pseudonym_secret.get_secret_value().encode(), settings.token_buckets
     )
-    try:
-        report = evaluate_artifact(
-            args.artifact,
-            args.dataset,
-            args.fmt,
-            hashing,
-            args.negatives,
-            args.seed,
-            args.split,
-            args.device,
-            args.threads,
-        )
-    except (DataError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+    report = evaluate_artifact(
+        args.artifact,
+        args.dataset,
+        args.fmt,
+        hashing,
+        args.negatives,
+        args.seed,
+        args.split,
+        args.device,
+        args.threads,
+    )
     out = args.out or Path(f"evaluation-{report['artifact']}-{args.dataset.stem}.json")
     out.write_text(json.dumps(report, indent=1))
     print(format_table(report))
@@ -250,5 +244,5 @@ def run_bench_scorer(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``benchmarks/bench_scorer.py`` with the parsed options."""
     module = _bench_module()
     if module is None:
-        raise UsageError("benchmarks/bench_scorer.py not found: run it from a source checkout")
+        raise ConfigError("benchmarks/bench_scorer.py not found: run it from a source checkout")
     return int(module.run(args))

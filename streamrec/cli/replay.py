@@ -20,14 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
 from tqdm import tqdm
 
-from connectors.kafka.producer import DeliveryError
-from connectors.kafka.topics import TopicError, TopicSpec, ensure_topics
+from connectors.kafka.topics import TopicSpec, ensure_topics
 from connectors.replay.checkpoint import (
     Checkpoint,
-    CheckpointError,
     checkpoint_path,
     load_checkpoint,
     save_checkpoint,
@@ -41,16 +38,15 @@ from connectors.replay.ranges import (
     resolve_time_range,
     time_extent,
 )
-from connectors.replay.spec import SpecError, format_ms, parse_offsets, parse_time
-from connectors.replay.writer import ReplayError, committed_positions, replay_ids
+from connectors.replay.spec import format_ms, parse_offsets, parse_time
+from connectors.replay.writer import committed_positions, replay_ids
 from schemas import default_codec
 from streamrec.components import anonymizer_for
-from streamrec.errors import StreamrecError, UsageError
+from streamrec.errors import ConfigError
 from streamrec.settings import Settings
 from streams.offline.backfill import BackfillReport, backfill_samples
 from streams.offline.rebuild import (
     Generation,
-    RebuildError,
     RebuildReport,
     RecommendTo,
     check_generation,
@@ -69,15 +65,7 @@ _RELATIVE_TIME = re.compile(r"^-\d+(\.\d+)?(ms|s|m|h|d|w)?$")
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Check the request, resolve the range, then run the job (or only show it with --dry-run)."""
     jobs = {None: _replay, "rebuild-state": _rebuild, "backfill-training": _backfill}
-    try:
-        return jobs[args.job](args, settings)
-    except (SpecError, RangeError, CheckpointError) as exc:
-        raise UsageError(str(exc)) from None
-    except (ReplayError, TopicError, RebuildError, DeliveryError) as exc:
-        raise StreamrecError(str(exc)) from None
-    except KafkaException as exc:
-        raise StreamrecError(f"Kafka error: {exc.args[0].str()}. Is the cluster running "
-                             "(streamrec broker status)?") from None
+    return jobs[args.job](args, settings)
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,8 +85,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         rng = ReplayRange.from_dict(args.from_topic, count, checkpoint.ranges)
     else:
         if not (args.since or args.offsets):
-            raise UsageError("say what to replay: --since TIME [--until TIME] or --offsets "
-                             "P:START-END,…" + (f" (no checkpoint {path} yet)" if path else ""))
+            raise ConfigError("say what to replay: --since TIME [--until TIME] or --offsets "
+                              "P:START-END,…" + (f" (no checkpoint {path} yet)" if path else ""))
         rng = _resolve(args, bootstrap)
     target = partition_count(bootstrap, args.to_topic)  # None: missing, created like the source
     print(_plan(args, rng, target, checkpoint), file=sys.stdout if args.dry_run else sys.stderr)
@@ -114,15 +102,15 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check_request(args: argparse.Namespace) -> None:
     if args.from_topic == args.to_topic:
-        raise UsageError(
+        raise ConfigError(
             f"refusing to replay {args.from_topic!r} into itself: its consumers would see its "
             f"history twice. Replay into another topic, e.g. --to-topic {args.from_topic}.replay")
     if args.offsets and (args.since or args.until):
-        raise UsageError("give either --since/--until or --offsets, not both")
+        raise ConfigError("give either --since/--until or --offsets, not both")
     if args.until and not args.since:
-        raise UsageError("--until needs --since (the start of the time range)")
+        raise ConfigError("--until needs --since (the start of the time range)")
     if args.rate < 0:
-        raise UsageError(f"--rate must be 0 (uncapped) or positive, got {args.rate:g}")
+        raise ConfigError(f"--rate must be 0 (uncapped) or positive, got {args.rate:g}")
 
 
 def _spec(args: argparse.Namespace) -> str:
@@ -135,11 +123,11 @@ def _check_same_replay(checkpoint: Checkpoint, args: argparse.Namespace) -> None
     given = (args.cluster, args.from_topic, args.to_topic)
     stored = (checkpoint.cluster, checkpoint.from_topic, checkpoint.to_topic)
     if given != stored:
-        raise UsageError(
+        raise ConfigError(
             f"replay {checkpoint.name!r} copies {stored[1]!r} to {stored[2]!r} on {stored[0]}, "
             f"not {given[1]!r} to {given[2]!r} on {given[0]}; use another --resume name")
     if _spec(args) and _spec(args) != checkpoint.spec:
-        raise UsageError(
+        raise ConfigError(
             f"replay {checkpoint.name!r} was started with {checkpoint.spec}; resume it with "
             "the same range options or none (its resolved ranges are kept), or use another name")
 
@@ -244,7 +232,7 @@ def _copy_resumable(args: argparse.Namespace, bootstrap: str, rng: ReplayRange, 
                                         [r.partition for r in rng.partitions])
         if checkpoint is None:
             if committed:
-                raise UsageError(
+                raise ConfigError(
                     f"there is no checkpoint {path}, but Kafka group {ids!r} holds positions of "
                     f"an earlier replay named {args.resume!r}: use another --resume name")
             checkpoint = Checkpoint(args.resume, args.cluster, args.from_topic, args.to_topic,
@@ -325,8 +313,8 @@ def _check_job(args: argparse.Namespace) -> None:
     copy_only = [name for name, given in (("--from-topic", args.from_topic), ("--to-topic",
                  args.to_topic), ("--offsets", args.offsets), ("--resume", args.resume)) if given]
     if copy_only:
-        raise UsageError(f"{' and '.join(copy_only)} belong to a copy; {args.job} reads the events "
-                         "topic named by STREAMREC_EVENTS_TOPIC on the private cluster")
+        raise ConfigError(f"{' and '.join(copy_only)} belong to a copy; {args.job} reads the "
+                          "events topic named by STREAMREC_EVENTS_TOPIC on the private cluster")
 
 
 def _processor(settings: Settings, *, samples: bool) -> BatchProcessor:
@@ -341,13 +329,10 @@ def _processor(settings: Settings, *, samples: bool) -> BatchProcessor:
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """``replay rebuild-state``: compute user state into a new app id, then say how to switch."""
     _check_job(args)
-    try:
-        generation = Generation(settings.private_servers, settings.events_topic,
-                                settings.partitions, settings.app_id,
-                                args.app_id or next_generation(settings.app_id))
-        check_generation(generation)
-    except RebuildError as exc:
-        raise UsageError(str(exc)) from None
+    generation = Generation(settings.private_servers, settings.events_topic,
+                            settings.partitions, settings.app_id,
+                            args.app_id or next_generation(settings.app_id))
+    check_generation(generation)
     rng = _resolve_time(generation.bootstrap, generation.events_topic, args.since, args.until)
     table, _left = _range_table(rng, {})
     print("\n".join([f"rebuild user state of app {settings.app_id!r} from "
@@ -369,10 +354,10 @@ def _recommend_to(args: argparse.Namespace, settings: Settings) -> RecommendTo:
     """Where fresh recommendations go and what scores them (checked before any work)."""
     topic, model_dir = args.emit_recommendations, args.model or settings.model_dir
     if topic == settings.events_topic:
-        raise UsageError(f"--emit-recommendations {topic!r} is the events topic; name the "
-                         "recommendations topic (or another one)")
+        raise ConfigError(f"--emit-recommendations {topic!r} is the events topic; name the "
+                          "recommendations topic (or another one)")
     if model_dir is not None and not model_dir.exists():
-        raise UsageError(f"model artifact {model_dir} does not exist")
+        raise ConfigError(f"model artifact {model_dir} does not exist")
     # Partitioned like the events: each user's recommendation goes to its events' partition.
     ensure_topics(settings.private_servers, [TopicSpec(topic, settings.partitions)])
     if model_dir is None:
@@ -385,8 +370,8 @@ def _recommend_to(args: argparse.Namespace, settings: Settings) -> RecommendTo:
     # time, though not mypy's reading of a protocol attribute.
     scorer: Any = Scorer(model_dir, settings.scoring_device)
     if scorer.k < settings.top_k:
-        raise UsageError(f"model {scorer.version} gives at most {scorer.k} items; "
-                         f"STREAMREC_TOP_K is {settings.top_k}")
+        raise ConfigError(f"model {scorer.version} gives at most {scorer.k} items; "
+                          f"STREAMREC_TOP_K is {settings.top_k}")
     return RecommendTo(topic, scorer)
 
 
@@ -409,7 +394,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     """``replay backfill-training``: the range's anonymised samples into the samples topic."""
     _check_job(args)
     if args.rate < 0:
-        raise UsageError(f"--rate must be 0 (uncapped) or positive, got {args.rate:g}")
+        raise ConfigError(f"--rate must be 0 (uncapped) or positive, got {args.rate:g}")
     bootstrap = settings.private_servers
     rng = _resolve_time(bootstrap, settings.events_topic, args.since, args.until)
     table, left = _range_table(rng, {})
