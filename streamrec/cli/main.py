@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "streamrec.cli.subscribe",
     "streamrec.cli.dataset",
     "streamrec.cli.model",
+    "streamrec.cli.bench",
     "streamrec.cli.worker",
     "streamrec.cli.replay",
     "streamrec.cli.mirror",
@@ -55,11 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, read the settings once, run the subcommand."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and isinstance(getattr(args, "bench_args", None), list):
-        args.bench_args = extra + args.bench_args  # a benchmark's own options, --help included
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

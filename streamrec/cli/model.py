@@ -1,4 +1,4 @@
-"""``streamrec train``, ``streamrec evaluate`` and ``streamrec bench scorer``.
+"""``streamrec train`` and ``streamrec evaluate``.
 
 torch is imported only inside ``train`` (it costs ~2 s): the other commands stay light.
 """
@@ -6,7 +6,6 @@ torch is imported only inside ``train`` (it costs ~2 s): the other commands stay
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import sys
@@ -35,52 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
     ev.add_argument("--out", type=Path, default=None, help="JSON report path")
     ev.set_defaults(func=run_evaluate)
-    bench = subparsers.add_parser("bench", help="benchmarks (see benchmarks/)")
-    targets = bench.add_subparsers(dest="target", metavar="TARGET")
-    scorer = targets.add_parser("scorer", help="scorer latency/throughput, ORT vs torch eager")
-    module = _bench_module()
-    if module is not None:  # a source checkout: the benchmark defines its own options
-        module.add_arguments(scorer)
-    scorer.set_defaults(func=run_bench_scorer)
-    for name, text in OTHER_BENCHMARKS.items():
-        other = targets.add_parser(name, help=text, add_help=False)
-        other.add_argument("bench_args", nargs=argparse.REMAINDER, help="see --help")
-        other.set_defaults(func=run_bench_script, bench=name)
-
-
-# benchmarks/bench_<name>.py, each with main(argv) -> int and its own --help.
-OTHER_BENCHMARKS = {
-    "pipeline": "worker vs naive per-event baseline on real brokers (events/s, latency)",
-    "replay": "replay throughput, uncapped and capped",
-    "mirror": "mirror samples/s private -> public",
-    "loop": "freshness: new item's first events to a live model that knows it",
-    "swap": "worker latency before, during and after a hot model swap",
-    "failover": "partitions' pause when a worker is killed (or restarted), logs in an outage",
-    "replay_live": "worker p99 alone, beside a capped and an uncapped replay",
-    "devices": "the served model on CUDA against the CPU: agreement and latency (needs a GPU)",
-}
-
-
-def run_bench_script(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``benchmarks/bench_<name>.py`` of this checkout with the remaining arguments."""
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / f"bench_{args.bench}.py"
-    if not script.is_file():
-        raise ConfigError(f"{script} not found: run the benchmarks from a source checkout")
-    spec = importlib.util.spec_from_file_location(f"bench_{args.bench}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return int(module.main(args.bench_args) or 0)
-
-
-def _bench_module():
-    """``benchmarks/bench_scorer.py`` loaded as a module, or None outside a source checkout."""
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_scorer.py"
-    if not script.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("bench_scorer", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -239,10 +192,3 @@ def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     print(f"report written to {out}")
     return 0
 
-
-def run_bench_scorer(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``benchmarks/bench_scorer.py`` with the parsed options."""
-    module = _bench_module()
-    if module is None:
-        raise ConfigError("benchmarks/bench_scorer.py not found: run it from a source checkout")
-    return int(module.run(args))
