@@ -70,8 +70,9 @@ class StreamrecError(Exception):
         └── BrokerError                   streamrec.broker
 
     An error that also derives from a builtin (``InvalidEvent`` is a ``ValueError``) keeps it,
-    so callers that catch the builtin still do. Each branch sets its own ``exit_code``: with two
-    bases (``SignatureError``) the first one's code wins.
+    so callers that catch the builtin still do. Each branch sets its own ``exit_code`` and the
+    errors under it inherit it; an error with two bases takes the code of the first base that
+    sets one (``SignatureError``: ReleaseRefused's 1, not SigningError's 2).
     """
 
     exit_code = 1
