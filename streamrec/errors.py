@@ -54,7 +54,7 @@ class StreamrecError(Exception):
         │   ├── DeliveryError             connectors.kafka.producer
         │   └── StoreUnavailable          connectors.releases.store (also a StoreError)
         ├── PrivacyViolation          exit 2: it would carry personal data to the public side
-        │   └── NotOnAllowList            connectors.mirror.transfer (also a MirrorError)
+        │   └── NotOnAllowList            connectors.mirror.errors (also a MirrorError)
         ├── ReleaseRefused            exit 1: a model release failed a check (signature,
         │   │                                 hashes, canary, metrics)
         │   ├── SignatureError            connectors.releases.signing (also a SigningError)
@@ -64,7 +64,7 @@ class StreamrecError(Exception):
         │   └── ScorerError
         ├── StoreError                    connectors.releases.store
         ├── ReleaseError                  connectors.releases.records
-        ├── MirrorError                   connectors.mirror.transfer
+        ├── MirrorError                   connectors.mirror.errors
         ├── ReplayError                   connectors.replay.writer
         ├── ReaderError                   streams.reader
         └── BrokerError                   streamrec.broker

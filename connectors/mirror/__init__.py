@@ -6,12 +6,13 @@ from importlib import import_module
 
 # Public name -> the module that defines it.
 _EXPORTS = {
+    # connectors.mirror.errors
+    "MirrorError": "connectors.mirror.errors",
+    "NotOnAllowList": "connectors.mirror.errors",
     # connectors.mirror.transfer
     "PROGRESS_TOPIC": "connectors.mirror.transfer",
     "Mirror": "connectors.mirror.transfer",
     "MirrorConfig": "connectors.mirror.transfer",
-    "MirrorError": "connectors.mirror.transfer",
-    "NotOnAllowList": "connectors.mirror.transfer",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -44,21 +44,13 @@ from connectors.kafka.dead_letters import dead_letter
 from connectors.kafka.errors import kafka_errors
 from connectors.kafka.producer import producer_config
 from connectors.kafka.topics import TopicError, TopicSpec, ensure_topics
+from connectors.mirror.errors import MirrorError, NotOnAllowList
 from connectors.privacy.anonymizer import Anonymizer, coarsen_time
 from schemas import DecodeError, default_codec
-from streamrec.errors import PrivacyViolation, StreamrecError
 
 log = logging.getLogger("streamrec.mirror")
 PROGRESS_TOPIC = "_streamrec.mirror.offsets"
 T = TypeVar("T")
-
-
-class MirrorError(StreamrecError):
-    """The mirror cannot run as configured; the message says why and what to do."""
-
-
-class NotOnAllowList(MirrorError, PrivacyViolation):
-    """A source topic the allow-list does not name: only anonymised samples may cross."""
 
 
 class _Stopped(Exception):
@@ -127,8 +119,7 @@ class Mirror:
         """Ask the loop to end after the current batch (safe from any thread or signal handler)."""
         self._stop.set()
 
-    @kafka_errors("mirror {self.config.source_topic!r} from {self.config.private_bootstrap} "
-                  "to {self.config.public_bootstrap}",
+    @kafka_errors("mirror {self.config.source_topic!r} to {self.config.public_bootstrap}",
                   "are both clusters running (streamrec broker status)?")
     def run(self) -> MirrorStats:
         """Copy until stopped (or caught up with ``once``, or idle with ``idle_exit_s``)."""
