@@ -186,7 +186,7 @@ class InvalidSetting(ConfigError):
 def settings_from_env() -> Settings:
     """The settings of the environment, or InvalidSetting naming each variable that is wrong."""
     try:
-        return Settings()
+        return Settings()  # type: ignore[call-arg]  # the fields come from the environment
     except ValidationError as exc:
         problems = "; ".join(_problem(error) for error in exc.errors())
         raise InvalidSetting(f"invalid setting {problems}; fix or unset it") from None
