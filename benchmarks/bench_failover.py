@@ -31,16 +31,15 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.workload import fresh_env as pipeline_env
+from connectors.sdk.pacing import Pacer
+from connectors.sdk.producer import EventProducer
+from connectors.sdk.subscriber import Subscriber
+from streamrec.broker import KafkaDistribution, LocalCluster, start_clusters
+from streamrec.harness import WorkerProcess
+from streamrec.settings import Settings
 
-from benchmarks.workload import fresh_env as pipeline_env  # noqa: E402
-from connectors.sdk.pacing import Pacer  # noqa: E402
-from connectors.sdk.producer import EventProducer  # noqa: E402
-from connectors.sdk.subscriber import Subscriber  # noqa: E402
-from streamrec.broker import KafkaDistribution, LocalCluster, start_clusters  # noqa: E402
-from streamrec.harness import WorkerProcess  # noqa: E402
-from streamrec.settings import Settings  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 PORT = 39_292  # the benchmark's own cluster, beside the local and the test clusters
 PARTITIONS = 4

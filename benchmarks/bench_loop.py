@@ -10,7 +10,7 @@ fetched, verified, canaried, activated). Workers add at most their 2 s look at t
 reported: each window's time (train + compare + export) as the releases record it, and how high
 each new item ranks, when first known, after the clicks that led to it (top 100 of the graph).
 
-    python benchmarks/bench_loop.py --items 12 --out benchmarks/results/loop.json
+    python -m benchmarks.bench_loop --items 12 --out benchmarks/results/loop.json
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ into its own fresh public topic and progress topic. A run's time includes its st
 progress read); the start alone is measured by running the same mirror again, with nothing left
 to copy. The topics are deleted at the end unless --keep.
 
-    python benchmarks/bench_mirror.py --samples 100000 --out benchmarks/results/mirror.json
+    python -m benchmarks.bench_mirror --samples 100000 --out benchmarks/results/mirror.json
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ batch rarely holds two events of one user):
 The baseline is what one would write first: a confluent-kafka loop that decodes each event,
 updates an in-memory history, scores that one user with torch eager, and produces the result.
 
-    python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
+    python -m benchmarks.bench_pipeline --out benchmarks/results/pipeline.json
 """
 
 from __future__ import annotations
@@ -35,12 +35,9 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.cores import CoreSplit, listening_pids, split_cores  # noqa: E402
-from benchmarks.transit_floor import floor_latency  # noqa: E402
-from benchmarks.workload import (  # noqa: E402
+from benchmarks.cores import CoreSplit, listening_pids, split_cores
+from benchmarks.transit_floor import floor_latency
+from benchmarks.workload import (
     RssSampler,
     bench_workspace,
     fresh_env,
@@ -50,8 +47,10 @@ from benchmarks.workload import (  # noqa: E402
     summary,
     warm_up_events,
 )
-from streamrec.harness import WorkerProcess  # noqa: E402
-from streamrec.settings import Settings  # noqa: E402
+from streamrec.harness import WorkerProcess
+from streamrec.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
 
 LATENCY_GOAL_S = 0.05  # the p99 goal at 1,000 events/s
 

@@ -5,7 +5,7 @@ copies it with the same reader, writer and copy loop that ``streamrec replay`` r
 into its own fresh topic. Throughput counts until the last record is delivered (flushed or
 committed). The topics are deleted at the end unless --keep.
 
-    python benchmarks/bench_replay.py --events 200000 --out benchmarks/results/replay.json
+    python -m benchmarks.bench_replay --events 200000 --out benchmarks/results/replay.json
 """
 
 from __future__ import annotations

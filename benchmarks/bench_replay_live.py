@@ -3,7 +3,7 @@
 The replay copies a large backlog between two other topics of the same (private) cluster, as a
 backfill would, while the worker serves live events at a fixed rate.
 
-    python benchmarks/bench_replay_live.py --out benchmarks/results/replay-live.json
+    python -m benchmarks.bench_replay_live --out benchmarks/results/replay-live.json
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.workload import (  # noqa: E402
+from benchmarks.workload import (
     bench_workspace,
     fresh_env,
     interleaved_events,
@@ -28,8 +25,8 @@ from benchmarks.workload import (  # noqa: E402
     produce_all,
     summary,
 )
-from streamrec.harness import WorkerProcess  # noqa: E402
-from streamrec.settings import Settings  # noqa: E402
+from streamrec.harness import WorkerProcess
+from streamrec.settings import Settings
 
 # (name, --rate); the 5k cap keeps the replay running through the whole phase.
 CASES = (("capped_5k", 5_000.0), ("capped_default_20k", 20_000.0), ("uncapped", 0.0))

@@ -4,7 +4,7 @@ For each catalogue size a randomly initialised model (the speed does not depend 
 is exported to an artifact; each engine then runs in its own process, so that its peak memory
 is its own. Latency is end to end: external ids in, (id, score) lists out; medians over repeats.
 
-    python benchmarks/bench_scorer.py --out benchmarks/results/scorer.json
+    python -m benchmarks.bench_scorer --out benchmarks/results/scorer.json
     streamrec bench scorer --sizes 12000,100000 --batches 1,32,256 --out /tmp/bench.json
 """
 
@@ -179,7 +179,7 @@ def run_child(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python benchmarks/bench_scorer.py``."""
+    """Entry point of ``python -m benchmarks.bench_scorer``."""
     return run(parse_args(argv))
 
 

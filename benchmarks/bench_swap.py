@@ -5,7 +5,7 @@ to model B (same catalogue, another version). Latencies are grouped by the time 
 sent: before the swap, the two seconds around it, and after. No event may fail (every event gets
 a recommendation) and p99 during the swap should stay within 2× of normal.
 
-    python benchmarks/bench_swap.py --out benchmarks/results/swap.json
+    python -m benchmarks.bench_swap --out benchmarks/results/swap.json
 """
 
 from __future__ import annotations
@@ -20,15 +20,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.workload import bench_workspace, fresh_env, interleaved_events  # noqa: E402
-from connectors.sdk.pacing import Pacer  # noqa: E402
-from connectors.sdk.producer import EventProducer  # noqa: E402
-from connectors.sdk.subscriber import Subscriber  # noqa: E402
-from streamrec.harness import WorkerProcess  # noqa: E402
-from streamrec.settings import Settings  # noqa: E402
+from benchmarks.workload import bench_workspace, fresh_env, interleaved_events
+from connectors.sdk.pacing import Pacer
+from connectors.sdk.producer import EventProducer
+from connectors.sdk.subscriber import Subscriber
+from streamrec.harness import WorkerProcess
+from streamrec.settings import Settings
 
 
 def second_model(model: Path, work: Path) -> Path:

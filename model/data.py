@@ -15,12 +15,13 @@ from typing import Literal
 import numpy as np
 
 from model.tokens import normalize_query, token_buckets
+from streamrec.errors import BadData
 
 Format = Literal["s3rec", "bert4rec", "events"]
 FORMATS: tuple[str, ...] = ("s3rec", "bert4rec", "events")
 
 
-class DataError(ValueError):
+class DataError(BadData, ValueError):
     """An input file that cannot be read as the format it was said to be."""
 
 

@@ -15,6 +15,7 @@ from model.data import Format, QueryHashing, read_interactions
 from model.errors import ModelError
 from model.metrics import KS, ranks_from_scores, sample_negatives, sampled_ranks, summarize
 from model.scorer import Scorer
+from streamrec.errors import ConfigError
 
 # Published figures (HR@10, NDCG@10) keyed by the sha256 of the exact file they were measured on.
 PUBLISHED: dict[str, list[tuple[str, str, float, float]]] = {
@@ -97,7 +98,10 @@ def evaluate_artifact(
     n_items = scorer.artifact.config.n_items
     rng = np.random.default_rng(seed)
     exclude = [np.append(s, t) for s, t in zip(case.inputs, case.targets, strict=True)]
-    neg = sample_negatives(n_items, exclude, negatives, rng)
+    try:
+        neg = sample_negatives(n_items, exclude, negatives, rng)
+    except ValueError as exc:  # fewer items outside some user's history than negatives asked
+        raise ConfigError(f"{exc}: ask for fewer (--negatives)") from None
     popularity = np.bincount(np.concatenate(case.inputs), minlength=n_items + 1).astype(np.float32)
     ranks: dict[str, list[np.ndarray]] = {k: [] for k in ("full", "sampled", "pop", "pop_s")}
     for start in range(0, len(case.inputs), batch_size):

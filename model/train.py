@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from model.batches import Batch, pad_left, training_batches
 from model.config import ModelConfig, TrainConfig
 from model.data import Split
+from model.errors import ModelError
 from model.losses import full_softmax_ce
 from model.metrics import summarize
 from model.network import SASRec
@@ -37,7 +38,7 @@ class TrainResult:
 def pick_device(device: str) -> torch.device:
     """``auto`` -> CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is an error."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA GPU; use auto or cpu")
+        raise ModelError("--device cuda asked for, but torch sees no CUDA GPU; use auto or cpu")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)

@@ -1,4 +1,4 @@
-"""Avro schemas of every streamrec topic and their codec (fastavro only)."""
+"""Avro schemas of every streamrec topic, their codec (fastavro only) and the fast writers."""
 
 from schemas.codec import (
     Codec,
@@ -8,5 +8,7 @@ from schemas.codec import (
     SchemaVersion,
     default_codec,
 )
+from schemas.fastpath import RecommendationWriter, SampleWriter
 
-__all__ = ["Codec", "DecodeError", "EncodeError", "SchemaError", "SchemaVersion", "default_codec"]
+__all__ = ["Codec", "DecodeError", "EncodeError", "RecommendationWriter", "SampleWriter",
+           "SchemaError", "SchemaVersion", "default_codec"]

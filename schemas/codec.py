@@ -21,6 +21,8 @@ import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 from fastavro.validation import validate
 
+from streamrec.errors import BadData
+
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 SCHEMA_DIR = Path(__file__).with_name("avro")
@@ -29,7 +31,7 @@ _FILE_NAME = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
 T = TypeVar("T")
 
 
-class SchemaError(Exception):
+class SchemaError(BadData):
     """Base of the errors this package raises."""
 
 

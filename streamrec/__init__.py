@@ -1,0 +1,55 @@
+"""streamrec: the settings, the local brokers, the composition of the stages, the demo, errors.
+
+The package itself imports nothing: ``streamrec.errors`` is the bottom of the package graph and
+every package imports it, so the names below are imported when first used. Inside the project,
+import them from the module that defines them, which the layer contract checks.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    # streamrec.broker
+    "BrokerError": "streamrec.broker",
+    "KafkaDistribution": "streamrec.broker",
+    "LocalCluster": "streamrec.broker",
+    "start_clusters": "streamrec.broker",
+    # streamrec.components
+    "anonymizer_for": "streamrec.components",
+    "model_store_for": "streamrec.components",
+    "s3_options_for": "streamrec.components",
+    # streamrec.errors
+    "BadData": "streamrec.errors",
+    "ClusterUnreachable": "streamrec.errors",
+    "ConfigError": "streamrec.errors",
+    "PrivacyViolation": "streamrec.errors",
+    "ReleaseRefused": "streamrec.errors",
+    "StreamrecError": "streamrec.errors",
+    # streamrec.harness
+    "WorkerProcess": "streamrec.harness",
+    # streamrec.settings
+    "InvalidSetting": "streamrec.settings",
+    "Settings": "streamrec.settings",
+    "load_settings": "streamrec.settings",
+    "settings_from_env": "streamrec.settings",
+    # streamrec.topology
+    "ensure_private_topics": "streamrec.topology",
+    "ensure_public_topics": "streamrec.topology",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module when the name is first used: importing one module of the
+    package never imports the others (nor their dependencies)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

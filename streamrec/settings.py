@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as UnparsableSetting
+
+from streamrec.errors import ConfigError
 
 Cluster = Literal["private", "public"]
 
@@ -174,3 +177,33 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the settings from the environment, with explicit overrides on top."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+class InvalidSetting(ConfigError):
+    """A ``STREAMREC_*`` environment variable holds a value the settings refuse."""
+
+
+def settings_from_env() -> Settings:
+    """The settings of the environment, or InvalidSetting naming each variable that is wrong."""
+    try:
+        return Settings()  # type: ignore[call-arg]  # the fields come from the environment
+    except ValidationError as exc:
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        raise InvalidSetting(f"invalid setting {problems}; fix or unset it") from None
+    except UnparsableSetting as exc:  # e.g. a dict-valued variable that is not JSON
+        raise InvalidSetting(f"{exc}; fix or unset it") from None
+
+
+def _problem(error: Any) -> str:
+    """``STREAMREC_TOP_K='0': Input should be ...`` for one of pydantic's errors."""
+    field, *inner = [str(part) for part in error["loc"]] or ["?"]
+    name = f"{Settings.model_config['env_prefix']}{field.upper()}"
+    where = f"{name} at {'.'.join(inner)}" if inner else name
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if field in _SECRET_FIELDS:  # never echo a secret, even a malformed one
+        return f"{where}: {message}"
+    return f"{where}={error['input']!r}: {message}"
+
+
+_SECRET_FIELDS = {name for name, info in Settings.model_fields.items()
+                  if "SecretStr" in str(info.annotation)}

@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, Message, TopicPartition
 
 from connectors.kafka.clients import consumer_config
+from streamrec.errors import StreamrecError
 
 log = logging.getLogger("streamrec.worker.reader")
 
@@ -33,7 +34,7 @@ POLL_S = 0.05  # how long the reader thread waits in librdkafka before it looks 
 STATS_INTERVAL_MS = 2000  # how often librdkafka reports partition watermarks
 
 
-class ReaderError(Exception):
+class ReaderError(StreamrecError):
     """The events reader cannot go on (the message says why)."""
 
 

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamrec.errors import BadData
+
 Event = dict[str, Any]
 
 
 
-class DatasetError(ValueError):
+class DatasetError(BadData, ValueError):
     """A dataset path or file that cannot be read as the format asked for."""
 
 
@@ -20,8 +22,15 @@ class MalformedRow(DatasetError):
     """One row of a dataset file that does not fit its format."""
 
     def __init__(self, path: Path, line: int, reason: str) -> None:
-        super().__init__(f"{path}:{line}: {reason}")
+        super().__init__(f"malformed row at {path}:{line}: {reason}. Fix the file, or leave "
+                         "malformed rows out (streamrec dataset convert --skip-bad counts and "
+                         "reports them)")
         self.path, self.line, self.reason = path, line, reason
+
+    @property
+    def where(self) -> str:
+        """``path:line: reason``, the row alone."""
+        return f"{self.path}:{self.line}: {self.reason}"
 
 
 OnBad = Callable[[MalformedRow], None] | None

@@ -27,6 +27,8 @@ from itertools import accumulate, product
 
 import numpy as np
 
+from streamrec.errors import ConfigError
+
 Event = dict[str, object]
 
 ADJECTIVES = ("running", "leather", "wireless", "kids", "organic", "vintage", "smart", "outdoor",
@@ -45,6 +47,13 @@ NEXT_CUM = tuple(accumulate((0.35, 0.25, 0.15, 0.10, 0.15)))  # last one: the re
 MEAN_SESSION_EVENTS = 5.0
 
 
+class SyntheticConfigError(ConfigError, ValueError):
+    """Sizes, seed or share that cannot make a synthetic shop; names the option to change."""
+
+
+_CHANGE_IT = "; change the matching option of `streamrec dataset generate`"
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """What to generate: sizes, seed, the share of searches and the time span."""
@@ -59,12 +68,15 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         if self.users < 1 or self.items < 2 or self.events < 1:
-            raise ValueError(f"need users >= 1, items >= 2 and events >= 1, got users={self.users}"
-                             f", items={self.items}, events={self.events}")
+            raise SyntheticConfigError(
+                f"need users >= 1, items >= 2 and events >= 1, got users={self.users}, "
+                f"items={self.items}, events={self.events}{_CHANGE_IT}")
         if not 0.0 <= self.search_share < 1.0:
-            raise ValueError(f"search_share must be in [0, 1), got {self.search_share}")
+            raise SyntheticConfigError(
+                f"search_share must be in [0, 1), got {self.search_share}{_CHANGE_IT}")
         if self.seed < 0 or self.days <= 0:
-            raise ValueError(f"need seed >= 0 and days > 0, got {self.seed} and {self.days}")
+            raise SyntheticConfigError(
+                f"need seed >= 0 and days > 0, got {self.seed} and {self.days}{_CHANGE_IT}")
 
 
 @dataclass(frozen=True)

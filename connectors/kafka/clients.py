@@ -31,9 +31,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from streamrec.errors import ConfigError
+
 # Settings a ClusterAccess owns; a call site never sets them (see the module docstring).
 ACCESS_KEYS = frozenset({"bootstrap.servers", "metadata.broker.list", "security.protocol"})
 ACCESS_PREFIXES = ("sasl.", "ssl.")
+
+
+class ClientConfigError(ConfigError, ValueError):
+    """A Kafka client cannot be configured as asked (no servers, no group, a misplaced key)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class ClusterAccess:
 
     def __post_init__(self) -> None:
         if not isinstance(self.bootstrap, str) or not all(self.servers):
-            raise ValueError(f"Kafka bootstrap servers {self.bootstrap!r} are not a list of "
+            raise ClientConfigError(f"Kafka bootstrap servers {self.bootstrap!r} are not a list of "
                              "host:port separated by commas; set the cluster's bootstrap "
                              "(STREAMREC_PRIVATE_BOOTSTRAP, STREAMREC_PUBLIC_BOOTSTRAP or "
                              "--bootstrap)")
@@ -124,7 +130,7 @@ def consumer_config(cluster: Cluster, group: str, **overrides: Any) -> dict[str,
     watermarks; such a consumer names one it never commits to.
     """
     if not group:
-        raise ValueError("a Kafka consumer needs a consumer group id, got an empty one")
+        raise ClientConfigError("a Kafka consumer needs a consumer group id, got an empty one")
     return _config("consumer", cluster, CONSUMER_DEFAULTS, {"group.id": group, **overrides})
 
 
@@ -143,6 +149,7 @@ def _config(kind: str, cluster: Cluster, defaults: MappingProxyType[str, Any],
     owned = sorted(key for key in overrides
                    if key in ACCESS_KEYS or key.startswith(ACCESS_PREFIXES))
     if owned:
-        raise ValueError(f"the {kind} settings {owned} belong to the cluster's access, not to a "
-                         "client: set them on its ClusterAccess (connectors.kafka.clients)")
+        raise ClientConfigError(f"the {kind} settings {owned} belong to the cluster's access, "
+                                "not to a client: set them on its ClusterAccess "
+                                "(connectors.kafka.clients)")
     return {**access(cluster).librdkafka(), **defaults, **overrides}

@@ -17,9 +17,10 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.kafka.clients import producer_config
+from streamrec.errors import ClusterUnreachable
 
 
-class DeliveryError(Exception):
+class DeliveryError(ClusterUnreachable):
     """Some records were not acknowledged by the broker."""
 
 

@@ -22,6 +22,8 @@ from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
+from streamrec.errors import ClusterUnreachable
+
 T = TypeVar("T")
 log = logging.getLogger("streamrec.kafka")
 
@@ -69,8 +71,11 @@ class Abandoned(Exception):
     """The wait before another try was cut short: ``sleep`` returned True (a stop request)."""
 
 
-class RetriesExhausted(KafkaException):
-    """A call failed on every try its ``Retry`` allowed; ``args[0]`` is the last KafkaError."""
+class RetriesExhausted(KafkaException, ClusterUnreachable):
+    """A call failed on every try its ``Retry`` allowed; ``args[0]`` is the last KafkaError.
+
+    Still a ``KafkaException``, so callers that catch one catch it too.
+    """
 
     def __init__(self, error: KafkaError, what: str, attempts: int, seconds: float) -> None:
         super().__init__(error)

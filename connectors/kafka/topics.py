@@ -19,11 +19,13 @@ from confluent_kafka.admin import (
 )
 
 from connectors.kafka.clients import admin_config
+from connectors.kafka.errors import kafka_errors
+from streamrec.errors import ConfigError
 
 log = logging.getLogger("streamrec.topics")
 
 
-class TopicError(Exception):
+class TopicError(ConfigError):
     """A topic is missing, or exists with a layout streamrec cannot use."""
 
 
@@ -36,6 +38,7 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+@kafka_errors("create or check topics on {bootstrap}")
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0) -> list[str]:
     """Create the topics that do not exist; return their names; fail on a partition mismatch."""
     admin = AdminClient(admin_config(bootstrap))

@@ -42,8 +42,10 @@ from confluent_kafka import (
 
 from connectors.kafka.clients import consumer_config, producer_config
 from connectors.kafka.dead_letters import dead_letter
+from connectors.kafka.errors import kafka_errors
 from connectors.kafka.retry import Abandoned, Retry, call, not_fatal
 from connectors.kafka.topics import TopicError, TopicSpec, ensure_topics
+from connectors.mirror.errors import MirrorError, NotOnAllowList
 from connectors.privacy.anonymizer import Anonymizer, coarsen_time
 from schemas import DecodeError, default_codec
 from schemas.records import TrainingSample
@@ -53,8 +55,6 @@ PROGRESS_TOPIC = "_streamrec.mirror.offsets"
 T = TypeVar("T")
 
 
-class MirrorError(Exception):
-    """The mirror cannot run as configured; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Mirror:
 
     def __init__(self, config: MirrorConfig, anonymizer: Anonymizer) -> None:
         if config.source_topic not in config.allowlist:
-            raise MirrorError(
+            raise NotOnAllowList(
                 f"topic {config.source_topic!r} is not on the mirror allow-list "
                 f"{list(config.allowlist)}: only anonymised TrainingSample topics may cross to "
                 "the public cluster (STREAMREC_MIRROR_ALLOWLIST)")
@@ -120,6 +120,8 @@ class Mirror:
         """Ask the loop to end after the current batch (safe from any thread or signal handler)."""
         self._stop.set()
 
+    @kafka_errors("mirror {self.config.source_topic!r} to {self.config.public_bootstrap}",
+                  "are both clusters running (streamrec broker status)?")
     def run(self) -> MirrorStats:
         """Copy until stopped (or caught up with ``once``, or idle with ``idle_exit_s``)."""
         try:

@@ -1,0 +1,34 @@
+"""The privacy boundary: the anonymiser of training samples and the audit of the public side."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    # connectors.privacy.anonymizer
+    "AnonymizationError": "connectors.privacy.anonymizer",
+    "Anonymizer": "connectors.privacy.anonymizer",
+    "coarsen_time": "connectors.privacy.anonymizer",
+    # connectors.privacy.audit
+    "AuditError": "connectors.privacy.audit",
+    "AuditReport": "connectors.privacy.audit",
+    "Detector": "connectors.privacy.audit",
+    "audit_cluster": "connectors.privacy.audit",
+    "audit_documents": "connectors.privacy.audit",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module when the name is first used: importing one module of the
+    package never imports the others (nor their dependencies)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

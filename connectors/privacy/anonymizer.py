@@ -40,6 +40,7 @@ from typing import Any
 
 from model.tokens import normalize_query, token_buckets
 from schemas.records import TrainingSample
+from streamrec.errors import BadData
 
 PSEUDONYM_RE = re.compile(r"^[0-9a-f]{64}$")
 SAMPLE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -52,7 +53,7 @@ PSEUDONYM_CACHE = 1 << 16  # users whose pseudonym an Anonymizer keeps (about 15
 _UP_TO_LAST_SPACE = re.compile(r"(.*)\s", re.S)
 
 
-class AnonymizationError(ValueError):
+class AnonymizationError(BadData, ValueError):
     """An event that cannot be anonymised (a required field is missing or of the wrong type)."""
 
 

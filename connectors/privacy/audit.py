@@ -29,13 +29,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient
 
 from connectors.kafka.clients import admin_config, consumer_config
+from connectors.kafka.errors import kafka_errors
 from schemas import DecodeError, default_codec
+from streamrec.errors import ConfigError
 
 MIN_CANARY_LEN = 4
 _EPOCH_MS = range(946_684_800_000, 4_102_444_800_000)  # 2000..2100: timestamps, not cards
 
 
-class AuditError(Exception):
+class AuditError(ConfigError):
     """The audit cannot read what it was asked to scan."""
 
 
@@ -176,6 +178,7 @@ class AuditReport:
                 f"metadata file(s): {len(self.findings)} finding(s)")
 
 
+@kafka_errors("scan the cluster {bootstrap}")
 def audit_cluster(bootstrap: str, detector: Detector, topics: Sequence[str] | None = None, *,
                   report: AuditReport | None = None, read_committed: bool = False,
                   timeout_s: float = 30.0) -> AuditReport:

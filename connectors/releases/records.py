@@ -35,13 +35,14 @@ from connectors.kafka.topics import TopicSpec, ensure_topics
 from connectors.releases.signing import SignatureError, sign, verify
 from model.artifact import Artifact
 from schemas import default_codec
+from streamrec.errors import StreamrecError
 
 log = logging.getLogger("streamrec.releases")
 MODEL_NAME = "streamrec"
 OFFSET_FROM, OFFSET_UNTIL = "offset_from.", "offset_until."  # metric key prefixes per partition
 
 
-class ReleaseError(Exception):
+class ReleaseError(StreamrecError):
     """A release cannot be published or read; the message says what to do."""
 
 

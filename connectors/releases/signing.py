@@ -19,12 +19,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from streamrec.errors import ConfigError, ReleaseRefused
 
-class SigningError(Exception):
+
+class SigningError(ConfigError):
     """A key cannot be made, read or used; the message says which file and what to do."""
 
 
-class SignatureError(SigningError):
+class SignatureError(ReleaseRefused, SigningError):
     """A signature does not verify: the data changed or another key signed it."""
 
 

@@ -25,15 +25,16 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from model.artifact import METADATA  # uploaded last
+from streamrec.errors import ClusterUnreachable, StreamrecError
 
 # boto3 is imported where an S3 store is used: the private side's file:// stores never load it.
 
 
-class StoreError(Exception):
+class StoreError(StreamrecError):
     """An artifact cannot be stored, found or fetched; the message says what to do."""
 
 
-class StoreUnavailable(StoreError):
+class StoreUnavailable(StoreError, ClusterUnreachable):
     """The store itself cannot be used (unreachable, credentials refused, no bucket): a setting
     to fix on this side, not a fault of the artifact."""
 

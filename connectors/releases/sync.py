@@ -18,12 +18,15 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from connectors.kafka.errors import kafka_errors
 from connectors.releases.records import (
     MODEL_NAME,
     Release,
@@ -37,11 +40,12 @@ from connectors.releases.store import S3Options, StoreError, StoreUnavailable, f
 from model.artifact import load_artifact
 from model.errors import ModelError
 from model.scorer import Scorer
+from streamrec.errors import ReleaseRefused, StreamrecError
 
 log = logging.getLogger("streamrec.models")
 
 
-class CanaryError(Exception):
+class CanaryError(ReleaseRefused):
     """A model that loads but gives recommendations no worker should serve."""
 
 
@@ -110,6 +114,16 @@ def canary(path: Path, device: str = "auto", users: int = 16) -> dict[str, Any]:
             "seconds": round(time.monotonic() - started, 3)}
 
 
+@contextmanager
+def _current_unchanged() -> Iterator[None]:
+    """Say, on an error of a promotion or rollback, that ``current`` still points where it did."""
+    try:
+        yield
+    except StreamrecError as exc:
+        exc.add_note("current is unchanged")
+        raise
+
+
 class ModelSync:
     """Accepts or refuses releases and keeps ``current`` on the newest accepted one."""
 
@@ -132,8 +146,9 @@ class ModelSync:
             check_signature(release, self.config.verify_key)  # before fetching anything
             fetch_artifact(release.artifact_uri, target, self.config.s3)
             report = self._verify_local(release, target)
-        except StoreUnavailable:
-            raise  # this side cannot reach the store: nothing is known about the release yet
+        except StoreUnavailable as exc:  # this side cannot reach the store: nothing is known
+            exc.add_note("releases not yet fetched are checked when the sync runs again")
+            raise
         except (SigningError, StoreError, ModelError, CanaryError, OSError, ValueError) as exc:
             return self._refuse(release, f"{type(exc).__name__}: {exc}", target)
         self.models.record_accepted(release.version, release.describe(), report)
@@ -180,6 +195,9 @@ class ModelSync:
                 log.info("current -> %s", newest)
             stats.current = self.models.current()
 
+    @kafka_errors("follow the releases {self.config.releases_topic!r} on "
+                  "{self.config.public_bootstrap}",
+                  "is the public cluster reachable (STREAMREC_PUBLIC_BOOTSTRAP)?")
     def run(self, once: bool = False, idle_exit_s: float | None = None) -> SyncStats:
         """Follow the releases until stopped (``once``: until the topic's end as of now)."""
         c = self.config
@@ -203,6 +221,7 @@ class ModelSync:
             reader.close()
         return stats
 
+    @_current_unchanged()
     def promote(self, version: str) -> None:
         """Verify a held version again (hashes, signature, canary), then make it current."""
         registry = self.models.registry()
@@ -216,6 +235,7 @@ class ModelSync:
         self._verify_local(release, self.models.path_of(version))
         self.models.point_current(version, "promote")
 
+    @_current_unchanged()
     def rollback(self) -> str:
         """Point ``current`` back to the previous good version (verified again); returns it."""
         previous = self.models.previous_good()

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamrec.errors import ConfigError
+
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class CheckpointError(Exception):
+class CheckpointError(ConfigError):
     """A checkpoint name or file that cannot be used; the message says what to do."""
 
 

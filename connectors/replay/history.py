@@ -23,6 +23,7 @@ from typing import Protocol, cast
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from connectors.kafka.clients import consumer_config
+from connectors.kafka.errors import kafka_errors
 from connectors.replay.ranges import (
     PartitionRange,
     RangeError,
@@ -196,6 +197,7 @@ class Throttle:
             time.sleep(self._due - now)
 
 
+@kafka_errors("copy {reader.range.topic!r} to {writer.topic!r}")
 def copy_range(reader: RangeReader, writer: TargetWriter, *, transform: Transform | None = None,
                keep_partitions: bool = True, rate: float | None = None,
                commit_interval_s: float = 1.0,

@@ -16,11 +16,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from connectors.kafka.clients import admin_config, consumer_config
+from connectors.kafka.errors import kafka_errors, kafka_unavailable
+from streamrec.errors import ConfigError
 
 Watermarks = dict[int, tuple[int, int]]  # partition -> (low, high): first and next offset
 
 
-class RangeError(Exception):
+class RangeError(ConfigError):
     """A range that cannot be replayed as asked (no such topic or partition, no records)."""
 
 
@@ -103,8 +105,7 @@ def partition_count(bootstrap: str, topic: str, timeout_s: float = 15.0) -> int 
         # Listing every topic (not asking for one) cannot trigger auto-creation.
         topics = AdminClient(admin_config(bootstrap)).list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        raise RangeError(f"cannot reach {bootstrap}: {exc.args[0].str()}. Is the cluster "
-                         "running (streamrec broker status)?") from None
+        raise kafka_unavailable(exc, f"list the topics of {bootstrap}") from None
     meta = topics.topics.get(topic)
     if meta is None or meta.error is not None:
         return None
@@ -152,6 +153,7 @@ def watermarks(consumer: Consumer, topic: str, partitions: int,
     return marks
 
 
+@kafka_errors("read the offsets of {topic!r} on {bootstrap}")
 def resolve_offset_range(bootstrap: str, topic: str,
                          wanted: dict[int, tuple[int, int | None]]) -> ReplayRange:
     """Offset ranges as given, checked against what the topic holds now."""
@@ -163,6 +165,7 @@ def resolve_offset_range(bootstrap: str, topic: str,
         consumer.close()
 
 
+@kafka_errors("look up the offsets of {topic!r} by time on {bootstrap}")
 def resolve_time_range(bootstrap: str, topic: str, since_ms: int, until_ms: int,
                        timeout_s: float = 15.0) -> ReplayRange:
     """Every partition's offsets of records written from ``since_ms`` until before ``until_ms``."""
@@ -189,6 +192,7 @@ def _offsets_for_time(consumer: Consumer, topic: str, partitions: int, ms: int,
     return {tp.partition: tp.offset for tp in answer}
 
 
+@kafka_errors("read the record times of {topic!r} on {bootstrap}")
 def time_extent(bootstrap: str, topic: str, timeout_s: float = 15.0) -> tuple[int, int] | None:
     """Earliest and latest record timestamps (ms) in ``topic``, or None when it holds none."""
     count = _require_partitions(bootstrap, topic)

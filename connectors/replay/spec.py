@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from streamrec.errors import ConfigError
+
 # Sanity range for epoch-ms: 2000-01-01 .. 2100-01-01; catches seconds passed as milliseconds.
 _MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
@@ -19,7 +21,7 @@ TIME_FORMS = ("ISO-8601 (2024-05-01T12:00:00Z; no zone means UTC), epoch millise
               "(1714564800000), relative to now (-2h, -30m, -7d, -90s) or 'now'")
 
 
-class SpecError(ValueError):
+class SpecError(ConfigError, ValueError):
     """A time or an offset range that cannot be read; the message shows the accepted forms."""
 
 

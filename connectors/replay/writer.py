@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from connectors.kafka.clients import consumer_config, producer_config
 from connectors.kafka.retry import Retry, call
+from streamrec.errors import StreamrecError
 
 log = logging.getLogger("streamrec.replay")
 TXN_TIMEOUT_MS = 60_000
@@ -23,7 +24,7 @@ TXN_TIMEOUT_MS = 60_000
 _COMMIT_RETRY = Retry(first_wait_s=0.0, attempts=3)
 
 
-class ReplayError(Exception):
+class ReplayError(StreamrecError):
     """A replay that could not go on; the message says what happened and what to do."""
 
 

@@ -29,6 +29,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
+from streamrec.errors import BadData
+
 EventType = Literal["click", "search"]
 # Sanity range for epoch-ms: 2000-01-01 .. 2100-01-01; catches seconds passed as milliseconds.
 _MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
@@ -38,7 +40,7 @@ CONTEXT_MAX_ENTRIES = 32
 CONTEXT_KEY_MAX, CONTEXT_VALUE_MAX = 64, 1024
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(BadData, ValueError):
     """A JSON event that breaks the rules; the message says which field and why."""
 
 

@@ -21,8 +21,19 @@ from connectors.kafka.dead_letters import dead_letter
 from connectors.sdk.events import Event, InvalidEvent, parse_event
 from connectors.sdk.producer import EventProducer
 from schemas import EncodeError
+from streamrec.errors import BadData
 
 _LEN = struct.Struct(">II")
+
+
+class BadLines(BadData):
+    """Some input lines are not valid events, so nothing was produced (all or nothing).
+
+    Exit code 1, not BadData's 2: ``streamrec produce`` has always exited 1 here, as its
+    documentation says, and scripts tell this outcome apart by it.
+    """
+
+    exit_code = 1
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from connectors.kafka.clients import consumer_config
+from connectors.kafka.errors import kafka_unavailable
 from schemas import Codec, DecodeError, default_codec
 
 
@@ -67,6 +68,7 @@ class Subscriber:
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.topic = topic
+        self.bootstrap = bootstrap
         self.user_key = user_id.encode() if user_id is not None else None
         self.max_records = max_records
         self.idle_timeout_s = idle_timeout_s
@@ -121,12 +123,13 @@ class Subscriber:
         return Received(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1],
                         msg.key(), writer.name, value)
 
-    @staticmethod
-    def _raise_if_fatal(err: KafkaError) -> None:
+    def _raise_if_fatal(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
             return
         if err.fatal() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            raise KafkaException(err)
+            raise kafka_unavailable(KafkaException(err), f"read {self.topic!r} from "
+                                    f"{self.bootstrap}", "is the cluster running (streamrec "
+                                    "broker status), and is the topic name right?")
 
     def close(self) -> None:
         """Leave the group (idempotent)."""

@@ -34,6 +34,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connectors.kafka.clients import consumer_config
+from connectors.kafka.errors import kafka_errors
 from connectors.releases.records import (
     MODEL_NAME,
     OFFSET_FROM,
@@ -49,6 +50,7 @@ from model.config import ModelConfig, TrainConfig
 from model.incremental import Comparison, SampleBuffer, compare, release_decision, train_candidate
 from schemas import DecodeError, default_codec
 from schemas.records import TrainingSample
+from streamrec.errors import ConfigError
 
 log = logging.getLogger("streamrec.trainer")
 
@@ -76,7 +78,7 @@ class TrainerConfig:
     timeout_s: float = 30.0
 
 
-class TrainerError(Exception):
+class TrainerError(ConfigError):
     """The trainer cannot continue from what it found; the message says what to do."""
 
 
@@ -117,6 +119,8 @@ class Trainer:
         """Ask ``run`` to end after the current step."""
         self._stop.set()
 
+    @kafka_errors("train from {self.config.train_topic!r} on {self.config.public_bootstrap}",
+                  "is the public cluster running (streamrec broker status)?")
     def run(self, max_windows: int | None = None, idle_exit_s: float | None = None
             ) -> TrainerStats:
         """Train windows until stopped, ``max_windows`` are done, or idle for ``idle_exit_s``."""

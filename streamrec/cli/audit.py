@@ -5,17 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from confluent_kafka import KafkaException
-
-from connectors.privacy.audit import (
-    AuditError,
-    AuditReport,
-    Detector,
-    audit_cluster,
-    audit_documents,
-)
-from connectors.releases.store import StoreError
-from streamrec.errors import StreamrecError, UsageError
+from connectors.privacy.audit import AuditReport, Detector, audit_cluster, audit_documents
+from streamrec.errors import ConfigError
 from streamrec.settings import Settings
 
 
@@ -24,7 +15,7 @@ def read_canaries(path: Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise UsageError(f"cannot read canaries from {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read canaries from {path}: {exc.strerror}") from None
     return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
 
 
@@ -37,20 +28,12 @@ def run_public(args: argparse.Namespace, settings: Settings) -> int:
     store = model_store_for(settings, args.artifacts)
     absent = isinstance(store, LocalStore) and not store.root.is_dir()
     if args.artifacts is not None and absent:
-        raise UsageError(f"--artifacts {args.artifacts} is not a directory")
-    try:
-        detector = Detector(read_canaries(args.canaries) if args.canaries else [])
-        store.check()  # a bucket that cannot be read fails before the long cluster scan
-        report = audit_cluster(bootstrap, detector, topics or None,
-                               read_committed=args.read_committed, timeout_s=args.timeout)
-        audit_documents(store.iter_json(), detector, report)
-    except AuditError as exc:
-        raise UsageError(str(exc)) from None
-    except StoreError as exc:
-        raise StreamrecError(f"cannot scan the model store: {exc}") from None
-    except KafkaException as exc:
-        raise StreamrecError(f"cannot read the public cluster {bootstrap}: "
-                             f"{exc.args[0].str()}. Is it running?") from None
+        raise ConfigError(f"--artifacts {args.artifacts} is not a directory")
+    detector = Detector(read_canaries(args.canaries) if args.canaries else [])
+    store.check()  # a bucket that cannot be read fails before the long cluster scan
+    report = audit_cluster(bootstrap, detector, topics or None,
+                           read_committed=args.read_committed, timeout_s=args.timeout)
+    audit_documents(store.iter_json(), detector, report)
     _print(report, args.max_findings, detector,
            f"{store.location} (absent, skipped)" if absent else store.location)
     return 1 if report.findings else 0

@@ -14,7 +14,6 @@ from typing import TextIO
 
 from connectors.datasets.readers import (
     FORMATS,
-    DatasetError,
     Event,
     EventSummary,
     MalformedRow,
@@ -23,7 +22,7 @@ from connectors.datasets.readers import (
     read_events,
 )
 from connectors.datasets.synthetic import SyntheticConfig, generate_events
-from streamrec.errors import UsageError
+from streamrec.errors import ConfigError
 from streamrec.settings import Settings
 
 SHOWN_BAD_ROWS = 20  # with --skip-bad, the first ones are printed, the rest only counted
@@ -43,8 +42,8 @@ def _output(out: str) -> Iterator[TextIO]:
     try:
         stream = partial.open("w", encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot write {partial}: {exc.strerror}; pass --out a writable path, "
-                         "or - for standard output") from exc
+        raise ConfigError(f"cannot write {partial}: {exc.strerror}; pass --out a writable path, "
+                          "or - for standard output") from exc
     try:
         with stream:
             yield stream
@@ -81,22 +80,16 @@ class _BadRows:
     def __call__(self, error: MalformedRow) -> None:
         self.count += 1
         if self.count <= SHOWN_BAD_ROWS:
-            print(f"skipped malformed row {error}", file=sys.stderr)
+            print(f"skipped malformed row {error.where}", file=sys.stderr)
 
 
 def run_convert(args: argparse.Namespace, settings: Settings) -> int:
     """Convert one public dataset into event JSON lines."""
     bad = _BadRows() if args.skip_bad else None
-    try:
-        files = dataset_files(dataset_format(args.format), args.path)
-        events = read_events(args.format, args.path, args.limit_users, on_bad=bad)
-        names = ", ".join(str(path) for path in files)
-        write_events(events, args.out, f"{args.format} ({names})")
-    except MalformedRow as exc:
-        raise UsageError(f"malformed row at {exc}. Fix the file, or pass --skip-bad to leave "
-                         "malformed rows out (they are counted and reported)") from exc
-    except DatasetError as exc:
-        raise UsageError(str(exc)) from exc
+    files = dataset_files(dataset_format(args.format), args.path)
+    events = read_events(args.format, args.path, args.limit_users, on_bad=bad)
+    names = ", ".join(str(path) for path in files)
+    write_events(events, args.out, f"{args.format} ({names})")
     if bad is not None and bad.count:
         print(f"skipped {bad.count:,} malformed rows"
               + (f" (the first {SHOWN_BAD_ROWS} shown)" if bad.count > SHOWN_BAD_ROWS else ""),
@@ -106,11 +99,8 @@ def run_convert(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_generate(args: argparse.Namespace, settings: Settings) -> int:
     """Generate synthetic events as JSON lines."""
-    try:
-        config = SyntheticConfig(users=args.users, items=args.items, events=args.events,
-                                 seed=args.seed, search_share=args.search_share)
-    except ValueError as exc:
-        raise UsageError(f"{exc}; change the matching option") from exc
+    config = SyntheticConfig(users=args.users, items=args.items, events=args.events,
+                             seed=args.seed, search_share=args.search_share)
     write_events(generate_events(config), args.out, f"synthetic (seed {args.seed})")
     return 0
 

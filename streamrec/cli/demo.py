@@ -13,7 +13,7 @@ from rich.live import Live
 from streamrec import demo
 from streamrec.broker import start_clusters
 from streamrec.cli.broker import distribution, local_clusters
-from streamrec.errors import UsageError
+from streamrec.errors import ConfigError
 from streamrec.settings import Settings
 from streamrec.topology import ensure_private_topics, ensure_public_topics
 
@@ -31,8 +31,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     console = Console()
     data_root = args.datasets or demo.find_datasets(Path.cwd())
     if args.datasets and not (args.datasets / demo.YOOCHOOSE).is_dir():
-        raise UsageError(f"{args.datasets} has no {demo.YOOCHOOSE}/ folder; point --datasets "
-                         "at the shared datasets or use --synthetic")
+        raise ConfigError(f"{args.datasets} has no {demo.YOOCHOOSE}/ folder; point --datasets "
+                          "at the shared datasets or use --synthetic")
     if args.synthetic:
         data_root = None
     work = settings.data_dir / "demo"

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from streamrec.errors import StreamrecError, UsageError
-from streamrec.settings import Settings, load_settings
+from streamrec.errors import ConfigError
+from streamrec.settings import Settings
 
 # Shape and optimisation of follow mode when the shared flags are not given: small and quick,
 # since a window is trained every minute or so on a CPU.
@@ -110,27 +110,16 @@ def trainer_config(args: argparse.Namespace, settings: Settings):
 
 def run_follow(args: argparse.Namespace, settings: Settings) -> int:
     """Run the incremental trainer until stopped; print what it released."""
-    from confluent_kafka import KafkaException
-
-    from connectors.releases.records import ReleaseError
-    from connectors.releases.signing import SigningError
-    from connectors.releases.store import StoreError
-    from connectors.training.loop import Trainer, TrainerError
+    from connectors.training.loop import Trainer
 
     if not 0.0 <= args.holdout_share < 1.0 or args.window_clicks < args.min_clicks:
-        raise UsageError("need 0 <= --holdout-share < 1 and --window-clicks >= --min-clicks")
+        raise ConfigError("need 0 <= --holdout-share < 1 and --window-clicks >= --min-clicks")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     trainer = Trainer(trainer_config(args, settings))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: trainer.stop())
-    try:
-        stats = trainer.run(args.max_windows, args.idle_exit)
-    except (ReleaseError, SigningError, StoreError, TrainerError) as exc:
-        raise StreamrecError(str(exc)) from None
-    except KafkaException as exc:
-        raise StreamrecError(f"Kafka error: {exc.args[0].str()}. Is the public cluster "
-                             "running (streamrec broker status)?") from None
+    stats = trainer.run(args.max_windows, args.idle_exit)
     print(f"{stats.windows} window(s): released {len(stats.released)} "
           f"{' '.join(stats.released)}; held back {len(stats.held_back)}; "
           f"{stats.consumed} samples read, {stats.duplicates} duplicates")
@@ -139,14 +128,11 @@ def run_follow(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run follow mode on its own, with the settings read from the environment."""
+    from streamrec.cli.main import run_command  # main imports this module: not at the top
+
     parser = argparse.ArgumentParser(prog="streamrec-follow", description=__doc__)
     add_follow_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_follow(args, load_settings())
-    except StreamrecError as exc:
-        print(f"streamrec train --follow: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return run_command("train --follow", run_follow, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
-"""``streamrec`` — the one command line; each subcommand lives in a module of this package."""
+"""``streamrec`` — the one command line; each subcommand lives in a module of this package.
+
+Errors are handled here and only here: a ``StreamrecError`` (see ``streamrec.errors``) is printed
+as one line, ``streamrec <command>: <message>``, and ends the command with its exit code. An
+exception that no module turned into one is still printed as one line; ``python -X dev -m
+streamrec ...`` shows its traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
-
-from pydantic import ValidationError
+from collections.abc import Callable, Sequence
 
 from streamrec.errors import StreamrecError
-from streamrec.settings import Settings, load_settings
+from streamrec.settings import Settings, settings_from_env
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func(args, settings) -> int``.
 COMMAND_MODULES = (
@@ -19,6 +23,7 @@ COMMAND_MODULES = (
     "streamrec.cli.subscribe",
     "streamrec.cli.dataset",
     "streamrec.cli.model",
+    "streamrec.cli.bench",
     "streamrec.cli.worker",
     "streamrec.cli.replay",
     "streamrec.cli.mirror",
@@ -26,6 +31,8 @@ COMMAND_MODULES = (
     "streamrec.cli.models",
     "streamrec.cli.demo",
 )
+
+Command = Callable[[argparse.Namespace, Settings], int | None]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,27 +56,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, read the settings once, run the subcommand."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and isinstance(getattr(args, "bench_args", None), list):
-        args.bench_args = extra + args.bench_args  # a benchmark's own options, --help included
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return run_command(args.command, args.func, args)
+
+
+def run_command(name: str, func: Command, args: argparse.Namespace) -> int:
+    """Read the settings and run ``func``; turn what it raises into one line and an exit code."""
     try:
-        settings: Settings = load_settings()
-    except ValidationError as exc:
-        print(f"streamrec: invalid STREAMREC_* setting:\n{exc}", file=sys.stderr)
-        return 2
-    try:
-        return int(args.func(args, settings) or 0)
+        return int(func(args, settings_from_env()) or 0)
     except StreamrecError as exc:
-        print(f"streamrec {args.command}: {exc}", file=sys.stderr)
+        _say(name, "; ".join([str(exc), *getattr(exc, "__notes__", ())]))
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"streamrec {args.command}: interrupted", file=sys.stderr)
+        _say(name, "interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last safety net: one line, never a traceback
+        if sys.flags.dev_mode:
+            raise
+        _say(name, f"{type(exc).__name__}: {exc} (an error streamrec does not explain yet; "
+                   f"`python -X dev -m streamrec {name} ...` shows where it came from)")
+        return 1
+
+
+def _say(name: str, message: str) -> None:
+    print(f"streamrec {name}: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,8 @@ import logging
 import signal
 import sys
 
-from confluent_kafka import KafkaException
-
-from connectors.mirror.transfer import PROGRESS_TOPIC, Mirror, MirrorConfig, MirrorError
+from connectors.mirror.transfer import PROGRESS_TOPIC, Mirror, MirrorConfig
 from streamrec.components import anonymizer_for
-from streamrec.errors import StreamrecError, UsageError
 from streamrec.settings import Settings
 
 
@@ -25,19 +22,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         idle_exit_s=args.idle_exit, metrics_interval_s=args.metrics_interval)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        mirror = Mirror(config, anonymizer_for(settings))
-    except MirrorError as exc:
-        raise UsageError(str(exc)) from None
+    mirror = Mirror(config, anonymizer_for(settings))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: mirror.stop())
-    try:
-        stats = mirror.run()
-    except MirrorError as exc:
-        raise StreamrecError(str(exc)) from None
-    except KafkaException as exc:
-        raise StreamrecError(f"Kafka error: {exc.args[0].str()}. Are both clusters running "
-                             "(streamrec broker status)?") from None
+    stats = mirror.run()
     print(f"mirrored {stats.copied} sample(s) {config.source_topic} -> {config.target_topic}, "
           f"{stats.rejected} rejected to {config.dlq_topic}, {stats.retries} retries")
     return 0

@@ -1,4 +1,4 @@
-"""``streamrec train``, ``streamrec evaluate`` and ``streamrec bench scorer``.
+"""``streamrec train`` and ``streamrec evaluate``.
 
 torch is imported only inside ``train`` (it costs ~2 s): the other commands stay light.
 """
@@ -6,14 +6,13 @@ torch is imported only inside ``train`` (it costs ~2 s): the other commands stay
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import sys
 from pathlib import Path
 
 from streamrec.cli.follow import add_follow_arguments, run_follow
-from streamrec.errors import UsageError
+from streamrec.errors import ConfigError
 from streamrec.settings import Settings
 
 FORMAT_HELP = (
@@ -35,52 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
     ev.add_argument("--out", type=Path, default=None, help="JSON report path")
     ev.set_defaults(func=run_evaluate)
-    bench = subparsers.add_parser("bench", help="benchmarks (see benchmarks/)")
-    targets = bench.add_subparsers(dest="target", metavar="TARGET")
-    scorer = targets.add_parser("scorer", help="scorer latency/throughput, ORT vs torch eager")
-    module = _bench_module()
-    if module is not None:  # a source checkout: the benchmark defines its own options
-        module.add_arguments(scorer)
-    scorer.set_defaults(func=run_bench_scorer)
-    for name, text in OTHER_BENCHMARKS.items():
-        other = targets.add_parser(name, help=text, add_help=False)
-        other.add_argument("bench_args", nargs=argparse.REMAINDER, help="see --help")
-        other.set_defaults(func=run_bench_script, bench=name)
-
-
-# benchmarks/bench_<name>.py, each with main(argv) -> int and its own --help.
-OTHER_BENCHMARKS = {
-    "pipeline": "worker vs naive per-event baseline on real brokers (events/s, latency)",
-    "replay": "replay throughput, uncapped and capped",
-    "mirror": "mirror samples/s private -> public",
-    "loop": "freshness: new item's first events to a live model that knows it",
-    "swap": "worker latency before, during and after a hot model swap",
-    "failover": "partitions' pause when a worker is killed (or restarted), logs in an outage",
-    "replay_live": "worker p99 alone, beside a capped and an uncapped replay",
-    "devices": "the served model on CUDA against the CPU: agreement and latency (needs a GPU)",
-}
-
-
-def run_bench_script(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``benchmarks/bench_<name>.py`` of this checkout with the remaining arguments."""
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / f"bench_{args.bench}.py"
-    if not script.is_file():
-        raise UsageError(f"{script} not found: run the benchmarks from a source checkout")
-    spec = importlib.util.spec_from_file_location(f"bench_{args.bench}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return int(module.main(args.bench_args) or 0)
-
-
-def _bench_module():
-    """``benchmarks/bench_scorer.py`` loaded as a module, or None outside a source checkout."""
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_scorer.py"
-    if not script.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("bench_scorer", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -163,7 +116,7 @@ def _setup_logging() -> None:
 def run_train(args: argparse.Namespace, settings: Settings) -> int:
     """Train, export and store an artifact; print where it went and its test metrics."""
     from model.config import ModelConfig, TrainConfig
-    from model.data import DataError, QueryHashing
+    from model.data import QueryHashing
     from model.pipeline import TrainJob, run_training
 
     if args.follow:
@@ -171,8 +124,8 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     missing = [flag for flag, value in (("--dataset", args.dataset), ("--format", args.fmt),
                                         ("--out", args.out)) if value is None]
     if missing:
-        raise UsageError(f"train needs {', '.join(missing)} (or --follow to learn from "
-                         "STREAMREC_TRAIN_TOPIC)")
+        raise ConfigError(f"train needs {', '.join(missing)} (or --follow to learn from "
+                          "STREAMREC_TRAIN_TOPIC)")
     _setup_logging()
     given = {k: v for k, v in vars(args).items() if v is not None}
     picked = {**(DEMO if args.preset == "demo" else {}), **given}
@@ -200,10 +153,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         args.checkpoint,
         args.overwrite,
     )
-    try:
-        art = run_training(job)
-    except DataError as exc:
-        raise UsageError(str(exc)) from None
+    art = run_training(job)
     m = art.metadata["metrics"]
     print(f"artifact {art.version} written to {art.path}")
     print(
@@ -218,37 +168,27 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate an artifact; print the table and write the JSON report."""
-    from model.data import DataError, QueryHashing
+    from model.data import QueryHashing
     from model.evaluate import evaluate_artifact, format_table
 
     _setup_logging()
     hashing = QueryHashing(
         settings.pseudonym_secret.get_secret_value().encode(), settings.token_buckets
     )
-    try:
-        report = evaluate_artifact(
-            args.artifact,
-            args.dataset,
-            args.fmt,
-            hashing,
-            args.negatives,
-            args.seed,
-            args.split,
-            args.device,
-            args.threads,
-        )
-    except (DataError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+    report = evaluate_artifact(
+        args.artifact,
+        args.dataset,
+        args.fmt,
+        hashing,
+        args.negatives,
+        args.seed,
+        args.split,
+        args.device,
+        args.threads,
+    )
     out = args.out or Path(f"evaluation-{report['artifact']}-{args.dataset.stem}.json")
     out.write_text(json.dumps(report, indent=1))
     print(format_table(report))
     print(f"report written to {out}")
     return 0
 
-
-def run_bench_scorer(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``benchmarks/bench_scorer.py`` with the parsed options."""
-    module = _bench_module()
-    if module is None:
-        raise UsageError("benchmarks/bench_scorer.py not found: run it from a source checkout")
-    return int(module.run(args))

@@ -13,11 +13,9 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamrec.errors import StreamrecError, UsageError
 from streamrec.settings import Settings
 
 SHOWN_METRICS = ("hr@10", "ndcg@10", "new_items", "items")
@@ -41,26 +39,12 @@ def _sync(settings: Settings, args: argparse.Namespace):
 
 def run_sync(args: argparse.Namespace, settings: Settings) -> int:
     """Follow the releases: verify, canary and activate each new one."""
-    from confluent_kafka import KafkaException
-
-    from connectors.releases.records import ReleaseError
-    from connectors.releases.store import StoreUnavailable
-
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sync = _sync(settings, args)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sync.stop())
-    try:
-        stats = sync.run(once=args.once, idle_exit_s=args.idle_exit)
-    except ReleaseError as exc:
-        raise StreamrecError(str(exc)) from None
-    except StoreUnavailable as exc:
-        raise StreamrecError(f"{exc}. Releases not yet fetched are checked when the sync runs "
-                             "again; current is unchanged") from None
-    except KafkaException as exc:
-        raise StreamrecError(f"Kafka error: {exc.args[0].str()}. Is the public cluster "
-                             "reachable (STREAMREC_PUBLIC_BOOTSTRAP)?") from None
+    stats = sync.run(once=args.once, idle_exit_s=args.idle_exit)
     print(f"accepted {len(stats.accepted)} {' '.join(stats.accepted)}; refused "
           f"{len(stats.refused)} {' '.join(stats.refused)}; current {stats.current}")
     return 0
@@ -112,28 +96,16 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 def run_promote(args: argparse.Namespace, settings: Settings) -> int:
     """Verify a held version again and make it current."""
-    _checked(lambda: _sync(settings, args).promote(args.version))
+    _sync(settings, args).promote(args.version)
     print(f"current -> {args.version}")
     return 0
 
 
 def run_rollback(args: argparse.Namespace, settings: Settings) -> int:
     """Point current back to the previous good version."""
-    version = _checked(lambda: _sync(settings, args).rollback())
+    version = _sync(settings, args).rollback()
     print(f"current -> {version} (rolled back)")
     return 0
-
-
-def _checked(action: Callable[[], Any]) -> Any:
-    """Run ``action``; a failed check becomes a StreamrecError (a message, not a traceback)."""
-    from connectors.releases.signing import SigningError
-    from connectors.releases.store import StoreError
-    from connectors.releases.sync import CanaryError
-
-    try:
-        return action()
-    except (StoreError, SigningError, CanaryError) as exc:
-        raise StreamrecError(f"{exc}; current is unchanged") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -163,13 +135,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_keygen(args: argparse.Namespace, settings: Settings) -> int:
     """Write the trainer's key pair; the private key stays on the public (trainer) side."""
-    from connectors.releases.signing import SigningError, generate_keypair
+    from connectors.releases.signing import generate_keypair
 
-    try:
-        generate_keypair(settings.signing_key_path, settings.verify_key_path,
-                         overwrite=args.overwrite)
-    except SigningError as exc:
-        raise UsageError(str(exc)) from None
+    generate_keypair(settings.signing_key_path, settings.verify_key_path,
+                     overwrite=args.overwrite)
     print(f"private key (trainer only): {settings.signing_key_path}\n"
           f"public key (give it to the private side's model sync): {settings.verify_key_path}")
     return 0

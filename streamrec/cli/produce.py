@@ -10,10 +10,10 @@ from typing import IO
 
 from tqdm import tqdm
 
-from connectors.sdk.ingest import IngestReport, ingest
+from connectors.sdk.ingest import BadLines, IngestReport, ingest
 from connectors.sdk.pacing import Pacer
 from connectors.sdk.producer import EventProducer
-from streamrec.errors import StreamrecError, UsageError
+from streamrec.errors import ConfigError
 from streamrec.settings import Settings
 from streamrec.topology import ensure_private_topics
 
@@ -26,7 +26,7 @@ def _open(path: str) -> tuple[IO[bytes], int | None]:
     try:
         return open(path, "rb"), os.path.getsize(path)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _lines_with_progress(stream: IO[bytes], size: int | None, enabled: bool) -> Iterator[bytes]:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     _print_summary(report, topic, args)
     if report.bad and not args.dlq:
-        raise StreamrecError(
+        raise BadLines(
             f"{len(report.bad)} bad line(s) in {args.file}; nothing was produced. Fix them and "
             "run again, or pass --dlq to produce the good lines and dead-letter the bad ones."
         )

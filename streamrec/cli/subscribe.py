@@ -6,10 +6,7 @@ import argparse
 import json
 import sys
 
-from confluent_kafka import KafkaException
-
 from connectors.sdk.subscriber import Subscriber
-from streamrec.errors import StreamrecError
 from streamrec.settings import Settings
 
 
@@ -25,13 +22,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             count += 1
             if count % 1000 == 0:
                 sys.stdout.flush()
-    except KafkaException as exc:
-        raise StreamrecError(
-            f"cannot read {topic!r} from {bootstrap}: {exc.args[0].str()}. Is the cluster "
-            "running (streamrec broker status) and the topic name right?"
-        ) from None
     except BrokenPipeError:
         return 0
+
     sys.stdout.flush()
     if sub.undecodable:
         print(f"skipped {sub.undecodable} undecodable record(s); last: {sub.last_error}",

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from streamrec.errors import UsageError
+from streamrec.errors import ConfigError
 from streamrec.settings import Settings
 from streamrec.topology import ensure_private_topics
 
@@ -18,9 +18,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if overrides:
         settings = settings.model_copy(update=overrides)
     if settings.model_dir is not None and not settings.model_dir.exists():
-        raise UsageError(f"model artifact {settings.model_dir} does not exist; train one with "
-                         "`streamrec train ... --out DIR` or leave STREAMREC_MODEL_DIR unset "
-                         "to serve popularity only")
+        raise ConfigError(f"model artifact {settings.model_dir} does not exist; train one with "
+                          "`streamrec train ... --out DIR` or leave STREAMREC_MODEL_DIR unset "
+                          "to serve popularity only")
     ensure_private_topics(settings)
     from faust.worker import Worker as FaustWorker
 

@@ -33,6 +33,7 @@ from connectors.replay.history import (
     TargetWriter,
     copy_range,
 )
+from streamrec.errors import ConfigError
 from streams.pipeline import BatchProcessor, Incoming
 
 
@@ -93,7 +94,8 @@ def backfill_samples(bootstrap: str, rng: ReplayRange, samples_topic: str,
                      on_progress: Callable[[int], None] | None = None) -> BackfillReport:
     """Send the samples of every event in ``rng`` to ``samples_topic`` (same cluster)."""
     if samples_topic == rng.topic:
-        raise ValueError(f"the samples topic and the events topic are both {rng.topic!r}")
+        raise ConfigError(f"the samples topic and the events topic are both {rng.topic!r}: "
+                          "set STREAMREC_SAMPLES_TOPIC to a topic of its own")
     sampler = LiveSampler(processor, rng.topic)
     reader = RangeReader(bootstrap, rng)
     try:

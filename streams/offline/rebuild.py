@@ -54,11 +54,13 @@ from confluent_kafka.admin import AdminClient
 from rocksdict import Options, Rdict
 
 from connectors.kafka.clients import admin_config, consumer_config
+from connectors.kafka.errors import KafkaUnavailable, kafka_errors
 from connectors.kafka.topics import TopicSpec, ensure_topics
 from connectors.replay.history import RangeReader, Record, ReplayRange, TargetWriter
 from connectors.replay.ranges import partition_count
 from schemas import default_codec
 from schemas.fastpath import RecommendationWriter
+from streamrec.errors import ConfigError
 from streams.pipeline import BatchProcessor, Incoming, Pending, Scorer
 from streams.user_state import UserState
 
@@ -68,7 +70,7 @@ _APP_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
 _INGEST = struct.Struct(">q")  # ingest time stored in front of each state
 
 
-class RebuildError(Exception):
+class RebuildError(ConfigError):
     """A rebuild that cannot run as asked; the message says why and what to do."""
 
 
@@ -145,6 +147,7 @@ class RecommendTo:
     batch: int = SCORE_BATCH
 
 
+@kafka_errors("check app id {gen.app_id!r} on {gen.bootstrap}")
 def check_generation(gen: Generation, timeout_s: float = 30.0) -> None:
     """Refuse a generation that would touch the live state or that workers are using now."""
     if gen.app_id == gen.live_app_id:
@@ -195,7 +198,7 @@ def commit_positions(bootstrap: str, group: str, topic: str, positions: dict[int
         # The broker refuses offsets from outside a group that has members.
         raise RebuildError(f"workers of app id {group!r} are running, so its positions cannot "
                            "be set; stop them and run the rebuild again")
-    raise RebuildError(f"cannot set the positions of group {group!r}: {errors[0].str()}")
+    raise KafkaUnavailable(f"cannot set the positions of group {group!r}: {errors[0].str()}")
 
 
 def _admin(bootstrap: str) -> AdminClient:
@@ -251,6 +254,7 @@ class StateBuild:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+@kafka_errors("rebuild the state of app id {gen.app_id!r} from {rng.topic!r} on {gen.bootstrap}")
 def rebuild_state(gen: Generation, rng: ReplayRange, processor: BatchProcessor, work_dir: Path,
                   *, recommend: RecommendTo | None = None,
                   on_progress: Callable[[int], None] | None = None) -> RebuildReport:
@@ -368,7 +372,7 @@ def stale_keys(bootstrap: str, topic: str, partitions: int, build: StateBuild,
             # Typed as Record: the client's stubs make partition/offset optional for events.
             msgs = cast(list[Record], consumer.consume(10_000, 0.5))
             if not msgs and time.monotonic() > deadline:
-                raise RebuildError(f"reading {topic!r} stalled; still unread: {sorted(ends)}")
+                raise KafkaUnavailable(f"reading {topic!r} stalled; still unread: {sorted(ends)}")
             for msg in msgs:
                 partition, offset, key, err = msg.partition(), msg.offset(), msg.key(), msg.error()
                 if err is not None:
