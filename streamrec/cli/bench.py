@@ -51,7 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Import ``benchmarks.bench_<name>`` and run its ``main`` with the remaining arguments."""
-    return int(benchmark(args.benchmark).main(args.bench_args) or 0)
+    module = benchmark(args.benchmark)
+    # A benchmark's parser names itself after sys.argv[0]: its usage line then reads as typed.
+    program, sys.argv[0] = sys.argv[0], f"streamrec bench {args.benchmark}"
+    try:
+        return int(module.main(args.bench_args) or 0)
+    finally:
+        sys.argv[0] = program
 
 
 def benchmark(name: str) -> ModuleType:
