@@ -51,7 +51,7 @@ class StreamrecError(Exception):
         │       └── MalformedRow
         ├── ClusterUnreachable        exit 1: Kafka, the object store or a worker cannot be
         │   │                                 reached: start it, or fix its address
-        │   ├── KafkaUnavailable          connectors.kafka.errors
+        │   ├── KafkaUnavailable          connectors.kafka.errors (also a KafkaException)
         │   ├── RetriesExhausted          connectors.kafka.retry (also a KafkaException)
         │   ├── DeliveryError             connectors.kafka.producer
         │   └── StoreUnavailable          connectors.releases.store (also a StoreError)

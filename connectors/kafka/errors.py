@@ -26,8 +26,19 @@ R = TypeVar("R")
 IS_RUNNING = "is it running (streamrec broker status), and is that its address?"
 
 
-class KafkaUnavailable(ClusterUnreachable):
-    """A Kafka cluster did not answer, or refused, where streamrec needed it."""
+class KafkaUnavailable(KafkaException, ClusterUnreachable):
+    """A Kafka cluster did not answer, or refused, where streamrec needed it.
+
+    Still a ``KafkaException`` whose ``args[0]`` is librdkafka's ``KafkaError`` (when there was
+    one), so code that retries Kafka's errors (``connectors.kafka.retry``) retries this one too.
+    """
+
+    def __init__(self, message: str, error: KafkaError | None = None) -> None:
+        super().__init__(error if error is not None else message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def reason(exc: KafkaException) -> str:
@@ -38,7 +49,8 @@ def reason(exc: KafkaException) -> str:
 
 def kafka_unavailable(exc: KafkaException, what: str, hint: str = IS_RUNNING) -> KafkaUnavailable:
     """The error to raise for ``exc``: ``cannot <what>: <reason>; <hint>``."""
-    return KafkaUnavailable(f"cannot {what}: {reason(exc)}; {hint}")
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return KafkaUnavailable(f"cannot {what}: {reason(exc)}; {hint}", err)
 
 
 def kafka_errors(what: str, hint: str = IS_RUNNING
@@ -55,6 +67,8 @@ def kafka_errors(what: str, hint: str = IS_RUNNING
         def translated(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return func(*args, **kwargs)
+            except KafkaUnavailable:
+                raise  # explained already, by the call that failed
             except KafkaException as exc:
                 bound = signature.bind(*args, **kwargs)
                 bound.apply_defaults()

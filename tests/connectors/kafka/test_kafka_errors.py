@@ -54,3 +54,15 @@ def test_methods_name_their_own_attributes() -> None:
 def test_an_unreachable_cluster_is_not_a_wrong_range() -> None:
     with pytest.raises(KafkaUnavailable, match="cannot list the topics of 127.0.0.1:1"):
         partition_count("127.0.0.1:1", "events", timeout_s=0.5)
+
+
+def test_an_explained_error_is_still_kafkas_so_retries_see_it_and_it_is_not_explained_twice(
+        ) -> None:
+    @kafka_errors("mirror to {bootstrap}")
+    def outer(bootstrap: str) -> str:
+        return read(bootstrap, fail=KafkaException(REFUSED))
+
+    with pytest.raises(KafkaUnavailable) as caught:
+        outer("h:1")
+    assert str(caught.value).startswith("cannot read 'events' on h:1: Connection refused")
+    assert isinstance(caught.value, KafkaException) and caught.value.args[0] is REFUSED
