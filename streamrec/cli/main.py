@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from streamrec.cli.replay_ranges import joined_relative_times
 from streamrec.errors import StreamrecError
 from streamrec.settings import Settings, settings_from_env
 
@@ -35,9 +36,20 @@ COMMAND_MODULES = (
 Command = Callable[[argparse.Namespace, Settings], int | None]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with relative times as option values (``--since -2h``; see
+    ``streamrec.cli.replay_ranges.joined_relative_times``)."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        argv = sys.argv[1:] if args is None else args
+        return super().parse_known_args(joined_relative_times(argv), namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every available subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="streamrec",
         description="Streaming recommender: Kafka events in, live recommendations out.",
     )

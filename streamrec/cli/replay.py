@@ -34,7 +34,6 @@ from connectors.replay.writer import committed_positions, replay_ids
 from streamrec.cli.replay_jobs import JOBS, register_jobs
 from streamrec.cli.replay_ranges import (
     DEFAULT_RATE,
-    RELATIVE_TIME,
     estimate,
     progress,
     range_table,
@@ -239,7 +238,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--commit-interval", type=float, default=1.0, metavar="SECONDS",
                    help="seconds between commits (transactions with --resume; default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p._negative_number_matcher = RELATIVE_TIME
     p.set_defaults(func=run, replay_parser=p)
     register_jobs(p)
 

@@ -17,7 +17,6 @@ from connectors.kafka.topics import TopicSpec, ensure_topics
 from schemas import default_codec
 from streamrec.cli.replay_ranges import (
     DEFAULT_RATE,
-    RELATIVE_TIME,
     estimate,
     progress,
     range_table,
@@ -170,7 +169,6 @@ def _add_range_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", metavar="TIME", help="end of the range, exclusive (default: now)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved ranges only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p._negative_number_matcher = RELATIVE_TIME
 
 
 def _register_rebuild(jobs: argparse._SubParsersAction) -> None:

@@ -10,6 +10,7 @@ import argparse
 import re
 import sys
 import time
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
@@ -17,9 +18,20 @@ from connectors.replay.ranges import RangeError, ReplayRange, resolve_time_range
 from connectors.replay.spec import format_ms, parse_time
 
 DEFAULT_RATE = 20_000.0  # leaves the brokers room for live traffic unless --rate 0 says otherwise
-# argparse reads "-2h" as an unknown option; let relative times pass as values, the way it
-# already lets negative numbers pass (these parsers have no option that looks like one).
 RELATIVE_TIME = re.compile(r"^-\d+(\.\d+)?(ms|s|m|h|d|w)?$")
+TIME_OPTIONS = ("--since", "--until")
+
+
+def joined_relative_times(argv: Sequence[str]) -> list[str]:
+    """``--since -2h`` as ``--since=-2h``: argparse reads a value that starts with '-' (and is
+    not a plain negative number) as an unknown option, unless it is joined to its option."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in TIME_OPTIONS and RELATIVE_TIME.match(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def resolve_time(bootstrap: str, topic: str, since_text: str, until_text: str | None
