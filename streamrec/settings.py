@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     public_bootstrap: str | None = Field(
         None, description="Use this public cluster instead of the local one (host:port,...)."
     )
+    connect_timeout_s: float = Field(
+        10.0, gt=0, description="How long a command waits for a cluster to answer before it "
+        "says, in one line, that it cannot reach it.")
 
     # --- topics ---------------------------------------------------------------------------
     events_topic: str = Field("events", description="Click and search events, keyed by user.")
@@ -168,6 +171,10 @@ class Settings(BaseSettings):
     def public_servers(self) -> str:
         """Bootstrap servers of the public cluster."""
         return self.public_bootstrap or f"127.0.0.1:{self.public_port}"
+
+    def cluster_names(self) -> dict[str, str]:
+        """Which cluster each bootstrap address is, for messages ("private", "public")."""
+        return {self.public_servers: "public", self.private_servers: "private"}
 
     def servers(self, cluster: Cluster) -> str:
         """Bootstrap servers of the named cluster."""

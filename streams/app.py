@@ -27,12 +27,12 @@ from typing import Any
 import faust
 
 from connectors.kafka.clients import faust_broker_settings
+from connectors.kafka.logbound import RepeatFilter, emit_summaries
+from connectors.kafka.logbound import install as install_log_filter
 from connectors.privacy.anonymizer import Anonymizer
 from schemas import default_codec
 from streams.faust_adapter import IntakeApp, consumer_built, read_offsets, table_databases
 from streams.intake import BatchIntake
-from streams.logbound import RepeatFilter, emit_summaries
-from streams.logbound import install as install_log_filter
 from streams.metrics import WorkerMetrics
 from streams.output import TableStore, WorkerOutput
 from streams.partitioning import KeyPartitions

@@ -27,6 +27,9 @@ code and fails on any configuration built by hand elsewhere.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -34,6 +37,7 @@ from typing import Any
 from streamrec.errors import ConfigError
 
 # Settings a ClusterAccess owns; a call site never sets them (see the module docstring).
+KAFKA_LOG = logging.getLogger("streamrec.kafka")  # where every client's librdkafka lines go
 ACCESS_KEYS = frozenset({"bootstrap.servers", "metadata.broker.list", "security.protocol"})
 ACCESS_PREFIXES = ("sasl.", "ssl.")
 
@@ -152,4 +156,31 @@ def _config(kind: str, cluster: Cluster, defaults: MappingProxyType[str, Any],
         raise ClientConfigError(f"the {kind} settings {owned} belong to the cluster's access, "
                                 "not to a client: set them on its ClusterAccess "
                                 "(connectors.kafka.clients)")
-    return {**access(cluster).librdkafka(), **defaults, **overrides}
+    # librdkafka's own log lines go through Python logging (bounded by the CLI and the worker:
+    # connectors.kafka.logbound), not straight to stderr.
+    reached = access(cluster)
+    _check_first_use(reached)
+    return {**reached.librdkafka(), "logger": KAFKA_LOG, **defaults, **overrides}
+
+
+_first_use: Callable[[ClusterAccess], None] | None = None
+_checked: set[str] = set()
+_checking = threading.Lock()
+
+
+def check_on_first_use(check: Callable[[ClusterAccess], None] | None) -> None:
+    """Run ``check(access)`` the first time a client of each cluster is configured in this
+    process (the CLI: is the cluster there at all?); None stops checking."""
+    global _first_use
+    with _checking:
+        _first_use = check
+        _checked.clear()
+
+
+def _check_first_use(reached: ClusterAccess) -> None:
+    with _checking:
+        check = _first_use
+        if check is None or reached.bootstrap in _checked:
+            return
+        _checked.add(reached.bootstrap)  # also keeps the check's own client from checking
+    check(reached)

@@ -49,6 +49,8 @@ def reason(exc: KafkaException) -> str:
 
 def kafka_unavailable(exc: KafkaException, what: str, hint: str = IS_RUNNING) -> KafkaUnavailable:
     """The error to raise for ``exc``: ``cannot <what>: <reason>; <hint>``."""
+    if isinstance(exc, KafkaUnavailable):
+        return exc  # explained already, where the cluster was first found missing
     err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
     return KafkaUnavailable(f"cannot {what}: {reason(exc)}; {hint}", err)
 

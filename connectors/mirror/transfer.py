@@ -124,6 +124,7 @@ class Mirror:
                   "are both clusters running (streamrec broker status)?")
     def run(self) -> MirrorStats:
         """Copy until stopped (or caught up with ``once``, or idle with ``idle_exit_s``)."""
+        partitions = None
         try:
             partitions = self._source_partitions()
             self._retrying("prepare the public cluster", lambda: self._start_public(partitions))
@@ -133,7 +134,8 @@ class Mirror:
         except Abandoned:  # stop() cut short a wait to retry
             log.info("mirror stopped while waiting for the public cluster; nothing was lost")
         finally:
-            self._log_metrics()
+            if partitions is not None:  # it reached the private cluster: say what it did
+                self._log_metrics()
             self._close()
         return self.stats
 

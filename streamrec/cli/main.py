@@ -9,10 +9,14 @@ streamrec ...`` shows its traceback instead.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from connectors.kafka.clients import KAFKA_LOG, check_on_first_use
+from connectors.kafka.logbound import RepeatFilter
+from connectors.kafka.reach import reach
 from streamrec.cli.replay_ranges import joined_relative_times
 from streamrec.errors import StreamrecError
 from streamrec.settings import Settings, settings_from_env
@@ -77,8 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_command(name: str, func: Command, args: argparse.Namespace) -> int:
     """Read the settings and run ``func``; turn what it raises into one line and an exit code."""
+    bounded = RepeatFilter()  # librdkafka's lines: a few of each kind per window, then a count
     try:
-        return int(func(args, settings_from_env()) or 0)
+        settings = settings_from_env()
+        if name != "worker":  # the worker bounds its logs itself, and counts what it leaves out
+            KAFKA_LOG.addFilter(bounded)
+        # The first client of each cluster waits for it to answer, at most the connect timeout:
+        # one line, early, when it cannot be reached (after the command checked its arguments).
+        check_on_first_use(functools.partial(reach, names=settings.cluster_names(),
+                                             timeout_s=settings.connect_timeout_s))
+        return int(func(args, settings) or 0)
     except StreamrecError as exc:
         _say(name, "; ".join([str(exc), *getattr(exc, "__notes__", ())]))
         return exc.exit_code
@@ -91,6 +103,9 @@ def run_command(name: str, func: Command, args: argparse.Namespace) -> int:
         _say(name, f"{type(exc).__name__}: {exc} (an error streamrec does not explain yet; "
                    f"`python -X dev -m streamrec {name} ...` shows where it came from)")
         return 1
+    finally:
+        check_on_first_use(None)
+        KAFKA_LOG.removeFilter(bounded)
 
 
 def _say(name: str, message: str) -> None:

@@ -16,9 +16,11 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from connectors.kafka.clients import (
+    KAFKA_LOG,
     ClusterAccess,
     access,
     admin_config,
+    check_on_first_use,
     consumer_config,
     faust_broker_settings,
     producer_config,
@@ -39,6 +41,7 @@ AIOKAFKA_CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient
 def test_a_producer_is_idempotent_and_batching_by_default() -> None:
     assert producer_config(NOWHERE) == {
         "bootstrap.servers": NOWHERE,
+        "logger": KAFKA_LOG,
         "enable.idempotence": True,
         "acks": "all",
         "partitioner": "murmur2_random",
@@ -52,12 +55,12 @@ def test_a_producer_is_idempotent_and_batching_by_default() -> None:
 
 def test_a_consumer_commits_nothing_and_reads_committed_records_by_default() -> None:
     assert consumer_config(NOWHERE, "g") == {
-        "bootstrap.servers": NOWHERE, "group.id": "g",
+        "bootstrap.servers": NOWHERE, "logger": KAFKA_LOG, "group.id": "g",
         "enable.auto.commit": False, "isolation.level": "read_committed"}
 
 
 def test_an_admin_client_needs_only_the_access() -> None:
-    assert admin_config(NOWHERE) == {"bootstrap.servers": NOWHERE}
+    assert admin_config(NOWHERE) == {"bootstrap.servers": NOWHERE, "logger": KAFKA_LOG}
 
 
 def test_the_call_sites_overrides_win() -> None:
@@ -196,3 +199,17 @@ def test_no_product_module_configures_a_kafka_client_by_hand() -> None:
         "Kafka client configuration built outside connectors/kafka/clients.py; use "
         f"producer_config, consumer_config, admin_config or faust_broker_settings: {offenders}")
 
+
+
+def test_the_first_client_of_each_cluster_is_checked_once_when_asked() -> None:
+    seen: list[str] = []
+    check_on_first_use(lambda reached: seen.append(reached.bootstrap))
+    try:
+        for _ in range(3):
+            producer_config("h:1")
+            consumer_config("h:1", "g")
+        admin_config("h:2")
+    finally:
+        check_on_first_use(None)
+    producer_config("h:3")  # no longer checked
+    assert seen == ["h:1", "h:2"]

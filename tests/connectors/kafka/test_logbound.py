@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.logbound import RepeatFilter
+from connectors.kafka.logbound import RepeatFilter
 
 
 class Clock:
