@@ -128,19 +128,27 @@ class SampleWriter:
 
     def write(self, sample: TrainingSample) -> bytes:
         """The single-object encoded bytes of a typed sample (``codec.write``'s)."""
-        return self.encode(sample.to_record())
+        return self.encode_fields(sample.sample_id, sample.pseudonym, sample.key_version,
+                                  sample.type, sample.item_id, sample.query_buckets,
+                                  sample.time_bucket, sample.seq)
 
     def encode(self, sample: dict[str, Any]) -> bytes:
-        """The single-object encoded bytes of one sample; ValueError if a field does not fit."""
-        item_id = sample.get("item_id")
-        buckets = sample.get("query_buckets", ())
-        kind = _EVENT_TYPES.get(sample["type"])
+        """The same bytes from a sample record (a dict)."""
+        return self.encode_fields(sample["sample_id"], sample["pseudonym"],
+                                  sample["key_version"], sample["type"], sample.get("item_id"),
+                                  sample.get("query_buckets", ()), sample["time_bucket"],
+                                  sample.get("seq", 0))
+
+    def encode_fields(self, sample_id: str, pseudonym: str, key_version: int, type_: str,
+                      item_id: str | None, buckets: Sequence[int], time_bucket: int,
+                      seq: int) -> bytes:
+        """The bytes from the fields themselves; ValueError if a field does not fit."""
+        kind = _EVENT_TYPES.get(type_)
         if kind is None:
-            raise ValueError(f"type must be click or search, got {sample['type']!r}")
-        key_version = sample["key_version"]
+            raise ValueError(f"type must be click or search, got {type_!r}")
         if not -(2**31) <= key_version < 2**31:
             raise ValueError(f"key_version {key_version} does not fit an Avro int")
-        parts = [self._header, avro_string(sample["sample_id"]), avro_string(sample["pseudonym"]),
+        parts = [self._header, avro_string(sample_id), avro_string(pseudonym),
                  zigzag_varint(key_version), kind,
                  b"\x00" if item_id is None else b"\x02" + avro_string(item_id)]
         if buckets:
@@ -150,5 +158,5 @@ class SampleWriter:
                     raise ValueError(f"query bucket {bucket} does not fit an Avro int")
                 parts.append(zigzag_varint(bucket))
         parts += [b"\x00",  # end of the buckets array (or the whole of an empty one)
-                  zigzag_varint(sample["time_bucket"]), zigzag_varint(sample.get("seq", 0))]
+                  zigzag_varint(time_bucket), zigzag_varint(seq)]
         return b"".join(parts)
