@@ -69,8 +69,6 @@ def kafka_errors(what: str, hint: str = IS_RUNNING
         def translated(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return func(*args, **kwargs)
-            except KafkaUnavailable:
-                raise  # explained already, by the call that failed
             except KafkaException as exc:
                 bound = signature.bind(*args, **kwargs)
                 bound.apply_defaults()
