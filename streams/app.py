@@ -70,11 +70,16 @@ class Worker:
     """The app and everything its batch handler uses."""
 
     app: faust.App
-    metrics: WorkerMetrics
-    scorer: ScorerHolder
-    processor: BatchProcessor
     batches: BatchWorker
     watchdog: Watchdog | None = None
+
+    @property
+    def metrics(self) -> WorkerMetrics:
+        return self.batches.metrics
+
+    @property
+    def scorer(self) -> ScorerHolder:
+        return self.batches.scorer
 
 
 def create_worker(settings: Any, anonymizer: Anonymizer) -> Worker:
@@ -107,7 +112,7 @@ def create_worker(settings: Any, anonymizer: Anonymizer) -> Worker:
                           settings.misrouted)
     batches = BatchWorker(processor, scorer, output, states, latest_store, metrics, topics,
                           default_codec(), pool)
-    worker = Worker(app, metrics, scorer, processor, batches)
+    worker = Worker(app, batches)
     if consumer_built(app):  # the intake must be in place before Faust builds it
         raise RuntimeError("the Faust consumer was created before the event intake was set")
 
